@@ -1,0 +1,5 @@
+import sys
+
+from btbattery.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per sub-command. Each exports ``add_arguments(parser)`` and ``main(args) -> int``."""

@@ -1,0 +1,212 @@
+"""Frozen value types shared by every stage: protocol, link, pipeline, D-Bus sink and simulator.
+
+Units are SI throughout (V, A, Ah, degC, %). Times are seconds on the pipeline scheduler's clock,
+never read from a wall clock inside the logic.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from dataclasses import dataclass, field
+
+
+class Protection(enum.IntFlag):
+    """JBD register 0x03 protection status bits (bit 0 = cell over-voltage)."""
+
+    NONE = 0
+    CELL_OVERVOLTAGE = 1 << 0
+    CELL_UNDERVOLTAGE = 1 << 1
+    PACK_OVERVOLTAGE = 1 << 2
+    PACK_UNDERVOLTAGE = 1 << 3
+    CHARGE_OVERTEMPERATURE = 1 << 4
+    CHARGE_UNDERTEMPERATURE = 1 << 5
+    DISCHARGE_OVERTEMPERATURE = 1 << 6
+    DISCHARGE_UNDERTEMPERATURE = 1 << 7
+    CHARGE_OVERCURRENT = 1 << 8
+    DISCHARGE_OVERCURRENT = 1 << 9
+    SHORT_CIRCUIT = 1 << 10
+    FRONT_END_IC_ERROR = 1 << 11
+    MOSFET_SOFTWARE_LOCK = 1 << 12
+    CHARGE_TIMEOUT = 1 << 13
+
+    def names(self) -> list[str]:
+        """Lower-case names of the active bits, lowest bit first (``["cell_overvoltage", ...]``)."""
+        return [flag.name.lower() for flag in Protection if flag and flag in self and flag.name]
+
+
+# Protections after which the pack must not be charged / discharged at all.
+CHARGE_BLOCKING = (
+    Protection.CELL_OVERVOLTAGE
+    | Protection.PACK_OVERVOLTAGE
+    | Protection.CHARGE_OVERTEMPERATURE
+    | Protection.CHARGE_UNDERTEMPERATURE
+    | Protection.CHARGE_OVERCURRENT
+    | Protection.SHORT_CIRCUIT
+    | Protection.FRONT_END_IC_ERROR
+    | Protection.CHARGE_TIMEOUT
+)
+DISCHARGE_BLOCKING = (
+    Protection.CELL_UNDERVOLTAGE
+    | Protection.PACK_UNDERVOLTAGE
+    | Protection.DISCHARGE_OVERTEMPERATURE
+    | Protection.DISCHARGE_UNDERTEMPERATURE
+    | Protection.DISCHARGE_OVERCURRENT
+    | Protection.SHORT_CIRCUIT
+    | Protection.FRONT_END_IC_ERROR
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BasicInfo:
+    """Register 0x03: the pack's headline values."""
+
+    voltage: float  # V, pack terminal voltage
+    current: float  # A, positive = charging
+    remaining_capacity: float  # Ah
+    nominal_capacity: float  # Ah
+    cycles: int
+    production_date: datetime.date | None  # None when the BMS reports an impossible date
+    balance_bits: int  # bit 0 = cell 1 balancing (cells 1..32)
+    protection: Protection
+    software_version: float  # 0x38 -> 3.8
+    soc: int  # %, as the BMS reports it (RSOC)
+    charge_fet: bool
+    discharge_fet: bool
+    cell_count: int
+    temperatures: tuple[float, ...]  # degC, one per NTC
+
+    @property
+    def balancing_cells(self) -> list[int]:
+        """1-based numbers of the cells the BMS is balancing now."""
+        return [i + 1 for i in range(32) if self.balance_bits >> i & 1]
+
+
+@dataclass(frozen=True, slots=True)
+class CellVoltages:
+    """Register 0x04: one voltage per cell in series, V."""
+
+    voltages: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareInfo:
+    """Register 0x05: the BMS model string."""
+
+    model: str
+
+
+Register = BasicInfo | CellVoltages | HardwareInfo
+
+
+class LinkState(enum.StrEnum):
+    """Where a pack's BLE link lifecycle stands. OFFLINE is the pipeline's initial state for a pack."""
+
+    OFFLINE = "offline"
+    IDLE = "idle"
+    SCANNING = "scanning"
+    CONNECTING = "connecting"
+    SUBSCRIBING = "subscribing"
+    POLLING = "polling"
+    BACKOFF = "backoff"
+
+
+@dataclass(frozen=True, slots=True)
+class PackReading:
+    """One complete poll of one pack: 0x03 and (when it arrived) 0x04, stamped with scheduler time."""
+
+    pack: int  # 1-based pack number, in the order the user listed the packs
+    address: str
+    time: float  # s, scheduler clock
+    info: BasicInfo
+    cells: CellVoltages | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """A pack's link changed state."""
+
+    pack: int
+    address: str
+    time: float
+    state: LinkState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PackStatus:
+    """One pack as the bank sees it at a given time."""
+
+    pack: int
+    address: str
+    link_state: LinkState
+    reading: PackReading | None  # last reading, possibly stale
+    fresh: bool  # reading younger than the stale age
+    active: bool  # counts in the bank (fresh, or stale but still within grace)
+
+
+@dataclass(frozen=True, slots=True)
+class BankSnapshot:
+    """The parallel bank as one battery. Values are None when no pack is active."""
+
+    time: float
+    packs: tuple[PackStatus, ...]
+    total_packs: int
+    active_packs: int
+    voltage: float | None = None  # V, mean of active packs
+    current: float | None = None  # A, sum, positive = charging
+    power: float | None = None  # W
+    remaining_capacity: float | None = None  # Ah, sum
+    nominal_capacity: float | None = None  # Ah, sum
+    soc: float | None = None  # %, capacity-weighted
+    min_cell_voltage: float | None = None
+    min_cell_id: str | None = None  # "2-5" = pack 2 cell 5
+    max_cell_voltage: float | None = None
+    max_cell_id: str | None = None
+    cells_per_pack: int | None = None
+    min_temperature: float | None = None
+    max_temperature: float | None = None
+    temperature: float | None = None  # degC, hottest sensor: what matters for protection
+    cycles: int | None = None  # highest cycle count among active packs
+    balancing: bool = False
+    charge_fet: bool = False  # every active pack may be charged
+    discharge_fet: bool = False
+    protection: Protection = Protection.NONE  # union over active packs
+    blocking_charge: int = 0  # active packs with charge FET off or charge protection
+    blocking_discharge: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImbalanceStatus:
+    """Imbalance flags (with hysteresis) and the windowed spreads they are judged on."""
+
+    voltage: bool = False
+    current: bool = False
+    soc: bool = False
+    voltage_spread: float | None = None  # V, max - min pack voltage over the window
+    current_spread: float | None = None  # fraction, largest |share - capacity share|
+    soc_spread: float | None = None  # %, max - min pack SoC
+
+    @property
+    def any(self) -> bool:
+        return self.voltage or self.current or self.soc
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeLimits:
+    """What DVCC is told. Every value finite and >= 0."""
+
+    charge_voltage: float  # V, CVL
+    charge_current: float  # A, CCL
+    discharge_current: float  # A, DCL
+    reasons: tuple[str, ...] = field(default=())  # why a limit is below its configured maximum
+
+
+@dataclass(frozen=True, slots=True)
+class BankState:
+    """Everything the D-Bus sink publishes for one pipeline tick."""
+
+    snapshot: BankSnapshot
+    imbalance: ImbalanceStatus
+    limits: ChargeLimits
+    connected: bool  # False only after no pack has been active for the long timeout
