@@ -87,6 +87,7 @@ DROP_END_MARKER = "end_marker"  # length field pointed to a byte that is not 0x7
 DROP_REJECTED = "rejected"  # valid frame, BMS status != 0
 DROP_OVERFLOW = "overflow"  # buffer bound exceeded
 DROP_TRUNCATED = "truncated"  # stream ended (or was reset) mid-frame
+DROP_PAYLOAD = "payload"  # verified frame whose data does not decode (counted by the caller)
 
 
 class FrameAssembler:
@@ -135,6 +136,12 @@ class FrameAssembler:
         """Forget a partial frame (the link calls this when a poll times out or reconnects)."""
         if self._buf:
             self._drop(DROP_TRUNCATED, len(self._buf))
+
+    def count_drop(self, reason: str, raw: bytes) -> None:
+        """Count a frame the caller rejected after it left the assembler (e.g. an undecodable payload)."""
+        self.drops[reason] += 1
+        if self.on_drop is not None:
+            self.on_drop(reason, raw)
 
     def _skip_to_start(self) -> None:
         nxt = self._buf.find(START)
