@@ -1,0 +1,131 @@
+"""The whole product on simulated hardware: private buses, the fake BlueZ, and the real service process.
+
+Used by the demo, the end-to-end tests and the benchmarks, so all three exercise exactly the same path a Venus
+device does: the real ``dbus-btbattery -p ...`` process talks real bleak to a BlueZ on its "system" bus and
+publishes on its "session" bus, where an independent client reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from btbattery.sim.privatebus import PrivateBus, bus_env
+
+READY_TIMEOUT = 30.0
+
+
+@dataclass
+class SimulatedStack:
+    """``async with SimulatedStack(scenario="default") as stack: stack.session_address ...``"""
+
+    scenario: str = "default"
+    packs: int | None = None  # pack count override for the scenario
+    service_args: list[str] = field(default_factory=list)  # extra options for the service
+    service_log: IO[bytes] | int | None = None  # where the service's stderr goes (None = inherit)
+    start_service: bool = True
+    system: PrivateBus = field(default_factory=PrivateBus)
+    session: PrivateBus = field(default_factory=PrivateBus)
+    addresses: list[str] = field(default_factory=list)
+    bluez: asyncio.subprocess.Process | None = None
+    service: asyncio.subprocess.Process | None = None
+
+    @property
+    def session_address(self) -> str:
+        return self.session.address
+
+    @property
+    def system_address(self) -> str:
+        return self.system.address
+
+    async def __aenter__(self) -> SimulatedStack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.system.start()
+        self.session.start()
+        await self._start_bluez()
+        if self.start_service:
+            await self.start_service_process()
+
+    async def _start_bluez(self) -> None:
+        cmd = [sys.executable, "-m", "btbattery.sim.bluez", "--bus-address", self.system.address]
+        cmd += ["--scenario", self.scenario]
+        if self.packs is not None:
+            cmd += ["--packs", str(self.packs)]
+        self.bluez = await asyncio.create_subprocess_exec(
+            *cmd, stdout=asyncio.subprocess.PIPE, env=_child_env(), start_new_session=True
+        )
+        assert self.bluez.stdout is not None
+        line = await asyncio.wait_for(self.bluez.stdout.readline(), READY_TIMEOUT)
+        if not line:
+            raise RuntimeError("the fake BlueZ exited before it was ready")
+        self.addresses = _addresses_from_ready_line(line.decode())
+
+    def service_command(self) -> list[str]:
+        return [sys.executable, "-m", "btbattery", "-p", *self.addresses, *self.service_args]
+
+    async def start_service_process(self) -> None:
+        env = bus_env(system=self.system.address, session=self.session.address)
+        env.update(_child_env())
+        self.service = await asyncio.create_subprocess_exec(
+            *self.service_command(), env=env, stderr=self.service_log, start_new_session=True
+        )
+
+    async def stop_service(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the service and wait; returns its exit code (None if it had to be killed)."""
+        proc, self.service = self.service, None
+        if proc is None:
+            return None
+        return await _terminate(proc, timeout)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            await self.stop_service()
+        bluez, self.bluez = self.bluez, None
+        if bluez is not None:
+            await _terminate(bluez, 5.0)
+        self.session.stop()
+        self.system.stop()
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _addresses_from_ready_line(line: str) -> list[str]:
+    """The fake BlueZ prints ``READY {"addresses": [...]}`` once it owns org.bluez."""
+    _, _, payload = line.partition(" ")
+    try:
+        return list(json.loads(payload)["addresses"])
+    except (ValueError, KeyError, TypeError):
+        raise RuntimeError(f"unexpected ready line from the fake BlueZ: {line!r}") from None
+
+
+async def _terminate(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
+    if proc.returncode is not None:
+        return proc.returncode
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return None
