@@ -1,0 +1,411 @@
+"""The parallel bank as one Victron battery: ``BankState`` -> BusItem paths.
+
+Path names follow what Venus clients read (see the Victron D-Bus reference) plus the user's guide's
+``/Parallel/*`` paths. Cell paths use ``Cell<pack>_<cell>`` because D-Bus object paths cannot hold the
+guide's hyphen. Invalid (unknown) values publish as invalid, never as 0; only the DVCC limits fail
+toward zero, because a missing limit must stop charging rather than lift the cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dbus_fast.aio import MessageBus
+
+from btbattery import __version__
+from btbattery.dbus.busitem import BusItemTree, TextFormat, Writable, unit_text
+from btbattery.model import BankSnapshot, BankState, ChargeLimits, ImbalanceStatus, PackStatus, Protection
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "com.victronenergy.battery.virtual_parallel"
+PRODUCT_ID = 0xBA77  # the community battery drivers' id; never one that triggers vendor DVCC quirks
+DEFAULT_STATE_FILE = "/data/etc/dbus-btbattery/state.json"
+CUSTOM_NAME_MAX = 64
+
+# Venus battery /State values (Lynx BMS numbering).
+STATE_RUNNING = 9
+STATE_STANDBY = 14
+
+# Alarm levels.
+OK, WARNING, ALARM = 0, 1, 2
+LOW_SOC_WARNING = 10.0  # %
+CELL_DIFF_WARNING = 0.15  # V, highest minus lowest cell in the bank
+CELL_DIFF_ALARM = 0.30
+TIME_TO_GO_MIN_CURRENT = 0.5  # A of discharge below which time-to-go means nothing
+
+VOLT = unit_text("V", 2)
+CELL_VOLT = unit_text("V", 3)
+AMP = unit_text("A", 1)
+WATT = unit_text("W", 0)
+PERCENT = unit_text("%", 0)
+DEGREES = unit_text("°C", 1)
+AMP_HOURS = unit_text("Ah", 1)
+
+# Protection bits behind each alarm (raised as ALARM while the BMS reports them).
+PROTECTION_ALARMS: dict[str, Protection] = {
+    "/Alarms/LowVoltage": Protection.PACK_UNDERVOLTAGE,
+    "/Alarms/HighVoltage": Protection.PACK_OVERVOLTAGE,
+    "/Alarms/LowCellVoltage": Protection.CELL_UNDERVOLTAGE,
+    "/Alarms/HighCellVoltage": Protection.CELL_OVERVOLTAGE,
+    "/Alarms/HighChargeCurrent": Protection.CHARGE_OVERCURRENT,
+    "/Alarms/HighDischargeCurrent": Protection.DISCHARGE_OVERCURRENT | Protection.SHORT_CIRCUIT,
+    "/Alarms/InternalFailure": Protection.FRONT_END_IC_ERROR | Protection.MOSFET_SOFTWARE_LOCK,
+    "/Alarms/HighChargeTemperature": Protection.CHARGE_OVERTEMPERATURE,
+    "/Alarms/LowChargeTemperature": Protection.CHARGE_UNDERTEMPERATURE,
+    "/Alarms/HighTemperature": Protection.DISCHARGE_OVERTEMPERATURE,
+    "/Alarms/LowTemperature": Protection.DISCHARGE_UNDERTEMPERATURE,
+}
+
+# Paths whose values come from a BankState, with their text formats.
+BANK_PATHS: dict[str, TextFormat | None] = {
+    "/Dc/0/Voltage": VOLT,
+    "/Dc/0/Current": AMP,
+    "/Dc/0/Power": WATT,
+    "/Dc/0/Temperature": DEGREES,
+    "/Soc": PERCENT,
+    "/Capacity": AMP_HOURS,
+    "/InstalledCapacity": AMP_HOURS,
+    "/ConsumedAmphours": AMP_HOURS,
+    "/TimeToGo": unit_text("s", 0),
+    "/Info/MaxChargeVoltage": VOLT,
+    "/Info/MaxChargeCurrent": AMP,
+    "/Info/MaxDischargeCurrent": AMP,
+    "/Info/BatteryLowVoltage": VOLT,
+    "/Info/ChargeRequest": None,
+    "/Io/AllowToCharge": None,
+    "/Io/AllowToDischarge": None,
+    "/Io/AllowToBalance": None,
+    "/System/MinCellVoltage": CELL_VOLT,
+    "/System/MaxCellVoltage": CELL_VOLT,
+    "/System/MinVoltageCellId": None,
+    "/System/MaxVoltageCellId": None,
+    "/System/MinCellTemperature": DEGREES,
+    "/System/MaxCellTemperature": DEGREES,
+    "/System/NrOfCellsPerBattery": None,
+    "/System/NrOfModulesOnline": None,
+    "/System/NrOfModulesOffline": None,
+    "/System/NrOfModulesBlockingCharge": None,
+    "/System/NrOfModulesBlockingDischarge": None,
+    "/Balancing": None,
+    "/History/ChargeCycles": None,
+    "/Voltages/Sum": VOLT,
+    "/Voltages/Diff": CELL_VOLT,
+    "/State": None,
+    "/Alarms/LowSoc": None,
+    "/Alarms/CellImbalance": None,
+    **dict.fromkeys(PROTECTION_ALARMS),
+    "/Parallel/VoltageImbalance": None,
+    "/Parallel/CurrentImbalance": None,
+    "/Parallel/SocImbalance": None,
+    "/Parallel/TotalBatteries": None,
+    "/Parallel/ActiveBatteries": None,
+    "/Parallel/VoltageSpread": CELL_VOLT,
+    "/Parallel/CurrentSpread": lambda v: f"{v * 100:.1f}%",
+    "/Parallel/SocSpread": PERCENT,
+}
+
+PACK_PATHS: dict[str, TextFormat | None] = {
+    "Address": None,
+    "LinkState": None,
+    "Voltage": VOLT,
+    "Current": AMP,
+    "Soc": PERCENT,
+    "Connected": None,
+}
+
+
+def bank_serial(addresses: Sequence[str]) -> str:
+    """A stable identifier for this set of packs: the same MACs give the same serial and VRM instance."""
+    joined = ",".join(a.upper() for a in addresses)
+    return "BTB" + hashlib.sha256(joined.encode()).hexdigest()[:10].upper()
+
+
+def bank_unique_id(addresses: Sequence[str]) -> str:
+    """The key under which localsettings keeps this bank's device instance (``[A-Za-z0-9_]`` only)."""
+    return "btbattery_" + bank_serial(addresses)
+
+
+def cell_voltage_path(pack: int, cell: int) -> str:
+    return f"/Voltages/Cell{pack}_{cell}"
+
+
+def cell_balance_path(pack: int, cell: int) -> str:
+    return f"/Balances/Cell{pack}_{cell}"
+
+
+def _limit(value: float | None) -> float:
+    """A DVCC limit: anything unknown, negative or non-finite becomes 0 (stop), never 'no limit'."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
+
+
+class CustomNameStore:
+    """``/CustomName`` survives restarts in a small JSON file (under /data on a GX device)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> str:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return ""
+        except (OSError, ValueError) as err:
+            log.warning("ignoring unreadable state file %s: %s", self.path, err)
+            return ""
+        name = data.get("CustomName", "") if isinstance(data, dict) else ""
+        return name if isinstance(name, str) else ""
+
+    def save(self, name: str) -> None:
+        """Write atomically so a power cut never leaves half a file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"CustomName": name}, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _valid_custom_name(name: str) -> bool:
+    return len(name) <= CUSTOM_NAME_MAX and name.isprintable()
+
+
+class BatteryService:
+    """The bank on D-Bus. ``await start()`` once, ``publish(state)`` every pipeline tick, ``await stop()``."""
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        packs: Sequence[tuple[int, str]],
+        *,
+        cells_per_pack: int | None = None,
+        service_name: str = SERVICE_NAME,
+        device_instance: int = 1,
+        custom_name_store: str | os.PathLike[str] = DEFAULT_STATE_FILE,
+        product_name: str = "JBD parallel battery bank",
+        process_name: str = "dbus-btbattery",
+        low_cell_voltage: float = 2.9,
+    ) -> None:
+        self.service_name = service_name
+        self.packs = list(packs)
+        self.serial = bank_serial([address for _, address in self.packs])
+        self._low_cell_voltage = low_cell_voltage
+        self._store = CustomNameStore(custom_name_store)
+        self._cells: dict[int, int] = {}  # pack number -> cell paths published so far
+        self.tree = BusItemTree(bus)
+        self._add_identity(device_instance, product_name, process_name)
+        for path, text in BANK_PATHS.items():
+            self.tree.add(path, text=text)
+        self.tree["/Parallel/TotalBatteries"] = len(self.packs)
+        for number, address in self.packs:
+            self._add_pack(number, address)
+            self._ensure_cells(number, cells_per_pack or 0)
+
+    @property
+    def unique_id(self) -> str:
+        return "btbattery_" + self.serial
+
+    def _add_identity(self, device_instance: int, product_name: str, process_name: str) -> None:
+        tree = self.tree
+        tree.add("/Mgmt/ProcessName", process_name)
+        tree.add("/Mgmt/ProcessVersion", __version__)
+        tree.add("/Mgmt/Connection", f"Bluetooth LE, {len(self.packs)} packs in parallel")
+        tree.add("/DeviceInstance", device_instance)
+        tree.add("/ProductId", PRODUCT_ID)
+        tree.add("/ProductName", product_name)
+        tree.add("/FirmwareVersion", __version__)
+        tree.add("/HardwareVersion", f"{len(self.packs)} x JBD BMS")
+        tree.add("/Connected", 0)
+        tree.add("/Serial", self.serial)
+        tree.add(
+            "/CustomName",
+            self._store.load(),
+            writable=Writable((str,), _valid_custom_name, self._save_custom_name),
+            signal=True,
+        )
+
+    def _save_custom_name(self, _path: str, name: str) -> None:
+        try:
+            self._store.save(name)
+            log.info("custom name set to %r", name)
+        except OSError as err:
+            log.error("custom name %r not saved to %s: %s", name, self._store.path, err)
+
+    def _add_pack(self, number: int, address: str) -> None:
+        for leaf, text in PACK_PATHS.items():
+            self.tree.add(f"/Parallel/Battery{number}/{leaf}", text=text)
+        self.tree[f"/Parallel/Battery{number}/Address"] = address
+        self.tree[f"/Parallel/Battery{number}/Connected"] = 0
+
+    def _ensure_cells(self, pack: int, count: int) -> None:
+        """Cell paths exist for every cell seen so far; a pack first seen with more cells gains paths."""
+        known = self._cells.get(pack, 0)
+        for cell in range(known + 1, count + 1):
+            self.tree.add(cell_voltage_path(pack, cell), text=CELL_VOLT)
+            self.tree.add(cell_balance_path(pack, cell))
+        self._cells[pack] = max(known, count)
+
+    async def start(self) -> None:
+        await self.tree.register(self.service_name)
+
+    async def stop(self) -> None:
+        await self.tree.close()
+
+    async def wait_lost(self) -> BaseException:
+        return await self.tree.wait_lost()
+
+    def publish(self, state: BankState) -> None:
+        """Map one pipeline tick to paths; at most one ItemsChanged leaves, carrying only changes."""
+        with self.tree.batch():
+            values = bank_values(state.snapshot, state.imbalance, state.limits, self._low_cell_voltage)
+            values["/Connected"] = 1 if state.connected else 0
+            for pack in state.snapshot.packs:
+                self._pack_values(pack, values)
+            self.tree.update(values)
+
+    def _pack_values(self, pack: PackStatus, values: dict[str, Any]) -> None:
+        prefix = f"/Parallel/Battery{pack.pack}/"
+        if prefix + "Address" not in self.tree:  # a pack the service was not told about: still show it
+            self._add_pack(pack.pack, pack.address)
+        live = pack.reading if pack.active else None
+        info = live.info if live is not None else None
+        values[prefix + "LinkState"] = str(pack.link_state)
+        values[prefix + "Connected"] = 1 if pack.active else 0
+        values[prefix + "Voltage"] = info.voltage if info else None
+        values[prefix + "Current"] = info.current if info else None
+        values[prefix + "Soc"] = info.soc if info else None
+        cells = live.cells.voltages if live is not None and live.cells is not None else ()
+        self._ensure_cells(pack.pack, max(len(cells), info.cell_count if info else 0))
+        bits = info.balance_bits if info else None
+        for cell in range(1, self._cells[pack.pack] + 1):
+            voltage = cells[cell - 1] if cell <= len(cells) else None
+            values[cell_voltage_path(pack.pack, cell)] = voltage
+            balancing = None if bits is None or voltage is None else bits >> (cell - 1) & 1
+            values[cell_balance_path(pack.pack, cell)] = balancing
+
+
+def bank_values(
+    snap: BankSnapshot, imbalance: ImbalanceStatus, limits: ChargeLimits, low_cell_voltage: float
+) -> dict[str, Any]:
+    """Every bank-level path's value for one tick (None = invalid)."""
+    active = snap.active_packs > 0
+    values: dict[str, Any] = {
+        "/Dc/0/Voltage": snap.voltage,
+        "/Dc/0/Current": snap.current,
+        "/Dc/0/Power": snap.power,
+        "/Dc/0/Temperature": snap.temperature,
+        "/Soc": snap.soc,
+        "/Capacity": snap.remaining_capacity,
+        "/InstalledCapacity": snap.nominal_capacity,
+        "/ConsumedAmphours": _consumed(snap),
+        "/TimeToGo": _time_to_go(snap),
+        "/System/MinCellVoltage": snap.min_cell_voltage,
+        "/System/MaxCellVoltage": snap.max_cell_voltage,
+        "/System/MinVoltageCellId": snap.min_cell_id,
+        "/System/MaxVoltageCellId": snap.max_cell_id,
+        "/System/MinCellTemperature": snap.min_temperature,
+        "/System/MaxCellTemperature": snap.max_temperature,
+        "/System/NrOfCellsPerBattery": snap.cells_per_pack,
+        "/System/NrOfModulesOnline": snap.active_packs,
+        "/System/NrOfModulesOffline": snap.total_packs - snap.active_packs,
+        "/System/NrOfModulesBlockingCharge": snap.blocking_charge,
+        "/System/NrOfModulesBlockingDischarge": snap.blocking_discharge,
+        "/History/ChargeCycles": snap.cycles,
+        "/Voltages/Sum": _cell_sum(snap),
+        "/Voltages/Diff": _cell_diff(snap),
+        "/State": STATE_RUNNING if active else STATE_STANDBY,
+        "/Parallel/TotalBatteries": snap.total_packs,
+        "/Parallel/ActiveBatteries": snap.active_packs,
+    }
+    values.update(_limit_values(snap, limits, low_cell_voltage))
+    values.update(_imbalance_values(imbalance))
+    values.update(_alarm_values(snap, active))
+    values["/Balancing"] = int(snap.balancing) if active else None
+    return values
+
+
+def _limit_values(snap: BankSnapshot, limits: ChargeLimits, low_cell_voltage: float) -> dict[str, Any]:
+    charge = _limit(limits.charge_current)
+    discharge = _limit(limits.discharge_current)
+    low = snap.cells_per_pack * low_cell_voltage if snap.cells_per_pack else None
+    return {
+        "/Info/MaxChargeVoltage": _limit(limits.charge_voltage),
+        "/Info/MaxChargeCurrent": charge,
+        "/Info/MaxDischargeCurrent": discharge,
+        "/Info/BatteryLowVoltage": low,
+        "/Info/ChargeRequest": 0,
+        "/Io/AllowToCharge": int(snap.charge_fet and charge > 0),
+        "/Io/AllowToDischarge": int(snap.discharge_fet and discharge > 0),
+        "/Io/AllowToBalance": 1 if snap.active_packs else 0,
+    }
+
+
+def _imbalance_values(imbalance: ImbalanceStatus) -> dict[str, Any]:
+    return {
+        "/Parallel/VoltageImbalance": int(imbalance.voltage),
+        "/Parallel/CurrentImbalance": int(imbalance.current),
+        "/Parallel/SocImbalance": int(imbalance.soc),
+        "/Parallel/VoltageSpread": imbalance.voltage_spread,
+        "/Parallel/CurrentSpread": imbalance.current_spread,
+        "/Parallel/SocSpread": imbalance.soc_spread,
+    }
+
+
+def _alarm_values(snap: BankSnapshot, active: bool) -> dict[str, Any]:
+    if not active:
+        return {path: None for path in (*PROTECTION_ALARMS, "/Alarms/LowSoc", "/Alarms/CellImbalance")}
+    values: dict[str, Any] = {
+        path: ALARM if snap.protection & bits else OK for path, bits in PROTECTION_ALARMS.items()
+    }
+    values["/Alarms/LowSoc"] = WARNING if snap.soc is not None and snap.soc < LOW_SOC_WARNING else OK
+    diff = _cell_diff(snap)
+    level = OK
+    if diff is not None and diff >= CELL_DIFF_ALARM:
+        level = ALARM
+    elif diff is not None and diff >= CELL_DIFF_WARNING:
+        level = WARNING
+    values["/Alarms/CellImbalance"] = level
+    return values
+
+
+def _consumed(snap: BankSnapshot) -> float | None:
+    if snap.remaining_capacity is None or snap.nominal_capacity is None:
+        return None
+    return min(0.0, snap.remaining_capacity - snap.nominal_capacity)
+
+
+def _time_to_go(snap: BankSnapshot) -> int | None:
+    if snap.current is None or snap.remaining_capacity is None or snap.current > -TIME_TO_GO_MIN_CURRENT:
+        return None
+    return round(snap.remaining_capacity / -snap.current * 3600)
+
+
+def _cell_diff(snap: BankSnapshot) -> float | None:
+    if snap.max_cell_voltage is None or snap.min_cell_voltage is None:
+        return None
+    return round(snap.max_cell_voltage - snap.min_cell_voltage, 4)
+
+
+def _cell_sum(snap: BankSnapshot) -> float | None:
+    """Mean over active packs of the sum of their cells: in parallel every pack sees the same bus voltage."""
+    sums = [
+        sum(p.reading.cells.voltages)
+        for p in snap.packs
+        if p.active and p.reading is not None and p.reading.cells is not None and p.reading.cells.voltages
+    ]
+    return round(sum(sums) / len(sums), 3) if sums else None

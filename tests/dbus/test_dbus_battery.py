@@ -1,0 +1,289 @@
+"""The bank's battery service, read the way Venus reads it: GetItems once, then ItemsChanged."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from conftest import ServiceFactory
+from dbus_bank import SignalListener, bank_state, call, get_items, pack_reading, with_snapshot
+from dbus_fast import MessageType
+from dbus_fast.aio import MessageBus
+
+from btbattery.dbus.battery import PRODUCT_ID, SERVICE_NAME, BatteryService
+from btbattery.model import ChargeLimits, Protection
+
+MANDATORY = [
+    "/Mgmt/ProcessName",
+    "/Mgmt/ProcessVersion",
+    "/Mgmt/Connection",
+    "/DeviceInstance",
+    "/ProductId",
+    "/ProductName",
+    "/FirmwareVersion",
+    "/HardwareVersion",
+    "/Connected",
+    "/CustomName",
+    "/Serial",
+]
+GUIDE = [
+    "/Parallel/VoltageImbalance",
+    "/Parallel/CurrentImbalance",
+    "/Parallel/SocImbalance",
+    "/Parallel/TotalBatteries",
+    "/Parallel/ActiveBatteries",
+]
+# path -> D-Bus type once a live bank is published
+TYPES = {
+    "/DeviceInstance": "i",
+    "/ProductId": "i",
+    "/ProductName": "s",
+    "/Connected": "i",
+    "/CustomName": "s",
+    "/Serial": "s",
+    "/Dc/0/Voltage": "d",
+    "/Dc/0/Current": "d",
+    "/Dc/0/Power": "d",
+    "/Dc/0/Temperature": "d",
+    "/Soc": "d",
+    "/Capacity": "d",
+    "/InstalledCapacity": "d",
+    "/ConsumedAmphours": "d",
+    "/TimeToGo": "i",
+    "/Info/MaxChargeVoltage": "d",
+    "/Info/MaxChargeCurrent": "d",
+    "/Info/MaxDischargeCurrent": "d",
+    "/Info/BatteryLowVoltage": "d",
+    "/Info/ChargeRequest": "i",
+    "/Io/AllowToCharge": "i",
+    "/Io/AllowToDischarge": "i",
+    "/Io/AllowToBalance": "i",
+    "/System/MinCellVoltage": "d",
+    "/System/MaxCellVoltage": "d",
+    "/System/MinVoltageCellId": "s",
+    "/System/MaxVoltageCellId": "s",
+    "/System/MinCellTemperature": "d",
+    "/System/MaxCellTemperature": "d",
+    "/System/NrOfCellsPerBattery": "i",
+    "/System/NrOfModulesOnline": "i",
+    "/System/NrOfModulesOffline": "i",
+    "/System/NrOfModulesBlockingCharge": "i",
+    "/System/NrOfModulesBlockingDischarge": "i",
+    "/Alarms/HighCellVoltage": "i",
+    "/Alarms/CellImbalance": "i",
+    "/Balancing": "i",
+    "/History/ChargeCycles": "i",
+    "/Voltages/Sum": "d",
+    "/Voltages/Diff": "d",
+    "/State": "i",
+    "/Parallel/VoltageImbalance": "i",
+    "/Parallel/TotalBatteries": "i",
+    "/Parallel/ActiveBatteries": "i",
+    "/Parallel/VoltageSpread": "d",
+    "/Parallel/CurrentSpread": "d",
+    "/Parallel/SocSpread": "d",
+    "/Parallel/Battery2/Address": "s",
+    "/Parallel/Battery2/LinkState": "s",
+    "/Parallel/Battery2/Voltage": "d",
+    "/Parallel/Battery2/Current": "d",
+    "/Parallel/Battery2/Soc": "i",
+    "/Parallel/Battery2/Connected": "i",
+    "/Voltages/Cell4_16": "d",
+    "/Balances/Cell4_16": "i",
+}
+
+
+async def test_get_items_has_every_path_with_its_type(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    service = await start_service(packs=4, cells_per_pack=16)
+    items = await get_items(client, SERVICE_NAME)
+    for path in [*MANDATORY, *GUIDE, *TYPES]:
+        assert path in items, path
+    cells = [p for p in items if p.startswith(("/Voltages/Cell", "/Balances/Cell"))]
+    assert len(cells) == 4 * 16 * 2
+    assert items["/ProductId"]["Value"].value == PRODUCT_ID
+    assert items["/Connected"]["Value"].value == 0
+    assert items["/Parallel/Battery3/Address"]["Value"].value == "AA:BB:CC:DD:EE:03"
+
+    service.publish(bank_state(4, 16))
+    items = await get_items(client, SERVICE_NAME)
+    wrong = {p: items[p]["Value"].signature for p, t in TYPES.items() if items[p]["Value"].signature != t}
+    assert wrong == {}
+    assert items["/Dc/0/Voltage"]["Text"].value == "53.10V"
+    assert items["/System/MaxVoltageCellId"]["Value"].value == "4-16"
+    assert items["/Parallel/TotalBatteries"]["Value"].value == 4
+    assert items["/Parallel/ActiveBatteries"]["Value"].value == 4
+    assert items["/Voltages/Cell1_3"]["Value"].value == 3.312
+    assert [items[f"/Balances/Cell1_{c}"]["Value"].value for c in (1, 2, 3, 4)] == [1, 0, 1, 0]
+    assert items["/Connected"]["Value"].value == 1
+    assert items["/TimeToGo"]["Value"].value == 320 * 3600 // 10
+
+
+async def test_one_change_one_items_changed_with_only_that_path(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    service = await start_service()
+    listener = await SignalListener(client, SERVICE_NAME).start()
+    state = bank_state()
+    service.publish(state)
+    first = await listener.next_items_changed()
+    assert "/Dc/0/Voltage" in first and "/Voltages/Cell4_16" in first
+    await listener.barrier()
+    assert listener.drain() == []
+
+    service.publish(with_snapshot(state, voltage=53.25))
+    changed = await listener.next_items_changed()
+    assert set(changed) == {"/Dc/0/Voltage"}
+    assert changed["/Dc/0/Voltage"]["Value"].value == 53.25
+
+    service.publish(with_snapshot(state, voltage=53.25, time=1.0))  # only the time moved
+    await listener.barrier()
+    assert listener.drain() == []
+
+
+async def test_one_cell_change_is_one_path(start_service: ServiceFactory, client: MessageBus) -> None:
+    service = await start_service(packs=2, cells_per_pack=4)
+    listener = await SignalListener(client, SERVICE_NAME).start()
+    state = bank_state(2, 4)
+    service.publish(state)
+    await listener.next_items_changed()
+    reading = pack_reading(2, 4)
+    cells = list(reading.cells.voltages)
+    cells[2] = 3.5
+    reading = dataclasses.replace(reading, cells=dataclasses.replace(reading.cells, voltages=tuple(cells)))
+    packs = list(state.snapshot.packs)
+    packs[1] = dataclasses.replace(packs[1], reading=reading)
+    service.publish(with_snapshot(state, packs=tuple(packs)))
+    changed = await listener.next_items_changed()
+    assert set(changed) == {"/Voltages/Cell2_3", "/Voltages/Sum"}
+
+
+async def test_offline_bank_is_invalid_except_limits_which_are_zero(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    service = await start_service(packs=2, cells_per_pack=4)
+    service.publish(bank_state(2, 4))
+    service.publish(bank_state(2, 4, active=False))
+    items = await get_items(client, SERVICE_NAME)
+    for path in ("/Dc/0/Voltage", "/Soc", "/System/MinCellVoltage", "/Voltages/Cell1_1", "/Balances/Cell2_4"):
+        assert items[path]["Value"].signature == "ai", path
+        assert items[path]["Text"].value == "---"
+    assert items["/Parallel/Battery1/Voltage"]["Value"].value == []
+    assert items["/Parallel/Battery1/Connected"]["Value"].value == 0
+    assert items["/Parallel/Battery1/LinkState"]["Value"].value == "offline"
+    for path in ("/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent", "/Info/MaxChargeVoltage"):
+        assert items[path]["Value"].signature == "d" and items[path]["Value"].value == 0.0, path
+    assert items["/Connected"]["Value"].value == 0
+    assert items["/Io/AllowToCharge"]["Value"].value == 0
+    assert items["/Parallel/ActiveBatteries"]["Value"].value == 0
+
+
+async def test_broken_limits_fail_toward_zero(start_service: ServiceFactory, client: MessageBus) -> None:
+    service = await start_service(packs=1, cells_per_pack=4)
+    state = dataclasses.replace(bank_state(1, 4), limits=ChargeLimits(math.nan, math.inf, -3.0))
+    service.publish(state)
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Info/MaxChargeVoltage"]["Value"].value == 0.0
+    assert items["/Info/MaxChargeCurrent"]["Value"].value == 0.0
+    assert items["/Info/MaxDischargeCurrent"]["Value"].value == 0.0
+    assert items["/Io/AllowToCharge"]["Value"].value == 0
+
+
+async def test_protection_raises_alarms(start_service: ServiceFactory, client: MessageBus) -> None:
+    service = await start_service(packs=1, cells_per_pack=4)
+    service.publish(with_snapshot(bank_state(1, 4), protection=Protection.CELL_OVERVOLTAGE))
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Alarms/HighCellVoltage"]["Value"].value == 2
+    assert items["/Alarms/LowCellVoltage"]["Value"].value == 0
+
+
+async def test_pack_seen_with_more_cells_gains_paths(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    service = await start_service(packs=2, cells_per_pack=None)
+    assert "/Voltages/Cell1_1" not in await get_items(client, SERVICE_NAME)
+    listener = await SignalListener(client, SERVICE_NAME).start()
+    service.publish(bank_state(2, 4))
+    changed = await listener.next_items_changed()
+    assert "/Voltages/Cell2_4" in changed and "/Balances/Cell2_4" in changed
+    service.publish(bank_state(2, 5))
+    changed = await listener.next_items_changed()
+    assert {"/Voltages/Cell1_5", "/Voltages/Cell2_5", "/Balances/Cell1_5"} <= set(changed)
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Voltages/Cell2_5"]["Value"].signature == "d"
+
+
+async def test_custom_name_is_writable_validated_and_persists(
+    start_service: ServiceFactory, client: MessageBus, session_bus: str, tmp_path: Path
+) -> None:
+    store = tmp_path / "btb" / "state.json"
+    service = await start_service(packs=2, custom_name_store=store)
+    # an independent command-line client, as a user on the GX would use
+    out = await run("busctl", f"--address={session_bus}", "call", SERVICE_NAME, "/CustomName",
+                    "com.victronenergy.BusItem", "SetValue", "v", "s", "Shed bank")  # fmt: skip
+    assert out == "i 0"
+    assert json.loads(store.read_text())["CustomName"] == "Shed bank"
+    out = await run("busctl", f"--address={session_bus}", "call", SERVICE_NAME, "/CustomName",
+                    "com.victronenergy.BusItem", "SetValue", "v", "i", "5")  # fmt: skip
+    assert out == "i 1"  # wrong type
+    out = await run("busctl", f"--address={session_bus}", "call", SERVICE_NAME, "/CustomName",
+                    "com.victronenergy.BusItem", "SetValue", "v", "s", "x" * 200)  # fmt: skip
+    assert out == "i 2"  # rejected: too long
+    out = await run("busctl", f"--address={session_bus}", "call", SERVICE_NAME, "/Soc",
+                    "com.victronenergy.BusItem", "SetValue", "v", "d", "5")  # fmt: skip
+    assert out == "i 1"  # read-only
+
+    await service.stop()
+    again = await start_service(packs=2, custom_name_store=store)
+    assert again.tree["/CustomName"] == "Shed bank"
+    reply = await call(client, SERVICE_NAME, "/CustomName", "GetValue")
+    assert reply.body[0].value == "Shed bank"
+
+
+async def test_unreadable_state_file_starts_with_empty_name(
+    start_service: ServiceFactory, tmp_path: Path
+) -> None:
+    store = tmp_path / "state.json"
+    store.write_text("{not json")
+    service = await start_service(packs=1, custom_name_store=store)
+    assert service.tree["/CustomName"] == ""
+
+
+async def test_dbus_send_reads_the_service(start_service: ServiceFactory, session_bus: str) -> None:
+    service = await start_service(packs=4, cells_per_pack=16)
+    service.publish(bank_state())
+    out = await run("dbus-send", f"--bus={session_bus}", "--print-reply", f"--dest={SERVICE_NAME}", "/",
+                    "com.victronenergy.BusItem.GetItems")  # fmt: skip
+    assert '"/Voltages/Cell4_16"' in out and '"/Parallel/Battery4/Address"' in out
+    out = await run("busctl", f"--address={session_bus}", "--json=short", "call", SERVICE_NAME, "/Parallel",
+                    "com.victronenergy.BusItem", "GetValue")  # fmt: skip
+    data = json.loads(out)["data"][0]["data"]
+    assert data["TotalBatteries"]["data"] == 4
+    assert data["Battery1/Address"]["data"] == "AA:BB:CC:DD:EE:01"
+
+
+async def test_service_name_and_instance_are_configurable(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    service: BatteryService = await start_service(
+        packs=1, service_name="com.victronenergy.battery.bank2", device_instance=42
+    )
+    items = await get_items(client, "com.victronenergy.battery.bank2")
+    assert items["/DeviceInstance"]["Value"].value == 42
+    assert items["/Serial"]["Value"].value == service.serial
+    reply = await call(client, SERVICE_NAME, "/", "GetItems")
+    assert reply.message_type is MessageType.ERROR
+
+
+async def run(*argv: str) -> str:
+    """Run a command-line D-Bus client without blocking the loop that serves the service."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip()
