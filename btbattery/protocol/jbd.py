@@ -47,6 +47,8 @@ def checksum(body: bytes | bytearray | memoryview) -> int:
 
 def build_request(register: int, data: bytes = b"", op: int = READ) -> bytes:
     """A request frame; a plain read of ``register`` by default."""
+    if len(data) > 0xFF or not 0 <= register <= 0xFF or not 0 <= op <= 0xFF:
+        raise JbdError(f"request for register {register} with {len(data)} bytes does not fit a JBD frame")
     body = bytes((register, len(data))) + data
     return bytes((START, op)) + body + checksum(body).to_bytes(2, "big") + bytes((END,))
 
@@ -66,6 +68,8 @@ def parse_request(frame: bytes) -> tuple[int, int, bytes]:
 
 def build_response(register: int, data: bytes, status: int = 0) -> bytes:
     """A response frame as a BMS sends it."""
+    if not 0 <= register <= 0xFF or not 0 <= status <= 0xFF:
+        raise JbdError(f"register {register} / status {status} do not fit a byte")
     if len(data) > 0xFF:
         raise JbdError(f"payload of {len(data)} bytes does not fit a JBD frame")
     body = bytes((status, len(data))) + data
@@ -86,6 +90,7 @@ DROP_CHECKSUM = "checksum"
 DROP_END_MARKER = "end_marker"  # length field pointed to a byte that is not 0x77
 DROP_REJECTED = "rejected"  # valid frame, BMS status != 0
 DROP_OVERFLOW = "overflow"  # buffer bound exceeded
+DROP_LENGTH = "length"  # length field ran past a complete frame that starts inside it (corrupt length)
 DROP_TRUNCATED = "truncated"  # stream ended (or was reset) mid-frame
 DROP_PAYLOAD = "payload"  # verified frame whose data does not decode (counted by the caller)
 
@@ -124,6 +129,8 @@ class FrameAssembler:
                 break
             total = buf[3] + OVERHEAD
             if len(buf) < total:
+                if self._rescue():
+                    continue
                 break
             frame = self._verify(total)
             if frame is not None:
@@ -142,6 +149,25 @@ class FrameAssembler:
         self.drops[reason] += 1
         if self.on_drop is not None:
             self.on_drop(reason, raw)
+
+    def _rescue(self) -> bool:
+        """While waiting for the rest of a frame: if a complete, valid frame already sits inside the
+        announced length, that length was corrupt. Drop the false start now rather than hold good frames
+        back until enough bytes arrive to disprove it (a flipped length byte would stall several polls)."""
+        buf = self._buf
+        size = len(buf)
+        pos = buf.find(START, 1)
+        while pos > 0 and pos + HEADER_LEN <= size:
+            end = pos + buf[pos + 3] + OVERHEAD
+            if (
+                end <= size
+                and buf[end - 1] == END
+                and int.from_bytes(buf[end - 3 : end - 1], "big") == checksum(buf[pos + 2 : end - 3])
+            ):
+                self._drop(DROP_LENGTH, pos)
+                return True
+            pos = buf.find(START, pos + 1)
+        return False
 
     def _skip_to_start(self) -> None:
         nxt = self._buf.find(START)
@@ -190,16 +216,52 @@ def _date_from_raw(raw: int) -> datetime.date | None:
 def _date_to_raw(date: datetime.date | None) -> int:
     if date is None:
         return 0
+    if not 2000 <= date.year < 2128:
+        raise JbdError(f"production date {date} cannot be encoded (years 2000-2127)")
     return (date.year - 2000) << 9 | date.month << 5 | date.day
 
 
 _BASIC = struct.Struct(">HhHHHHHHHBBBBB")
+# Decoding runs for every poll of every pack on a small ARM board: cache what repeats from poll to poll
+# (the struct for a given sensor count, protection flags, production date) instead of rebuilding it.
+_BASIC_WITH_TEMPS: dict[int, struct.Struct] = {}
+_CACHE_LIMIT = 256
+_PROTECTIONS: dict[int, Protection] = {}
+_DATES: dict[int, datetime.date | None] = {}
+
+
+def _basic_struct(ntc_count: int) -> struct.Struct:
+    layout = _BASIC_WITH_TEMPS.get(ntc_count)
+    if layout is None:
+        layout = _BASIC_WITH_TEMPS[ntc_count] = struct.Struct(_BASIC.format + "H" * ntc_count)
+    return layout
+
+
+def _protection(raw: int) -> Protection:
+    flags = _PROTECTIONS.get(raw)
+    if flags is None:
+        flags = Protection(raw & 0x3FFF)
+        if len(_PROTECTIONS) < _CACHE_LIMIT:  # corrupt-but-valid frames must not grow it without bound
+            _PROTECTIONS[raw] = flags
+    return flags
+
+
+def _date(raw: int) -> datetime.date | None:
+    if raw in _DATES:
+        return _DATES[raw]
+    date = _date_from_raw(raw)
+    if len(_DATES) < _CACHE_LIMIT:
+        _DATES[raw] = date
+    return date
 
 
 def decode_basic_info(data: bytes) -> BasicInfo:
     """Register 0x03 payload -> :class:`BasicInfo`. Extra trailing bytes (newer firmware) are ignored."""
     if len(data) < BASIC_FIXED_LEN:
         raise JbdError(f"0x03 payload of {len(data)} bytes is shorter than {BASIC_FIXED_LEN}")
+    ntc_count = data[BASIC_FIXED_LEN - 1]
+    if len(data) < BASIC_FIXED_LEN + 2 * ntc_count:
+        raise JbdError(f"0x03 payload announces {ntc_count} temperatures but has {len(data)} bytes")
     (
         voltage,
         current,
@@ -214,34 +276,40 @@ def decode_basic_info(data: bytes) -> BasicInfo:
         soc,
         fet,
         cell_count,
-        ntc_count,
-    ) = _BASIC.unpack_from(data)
-    if len(data) < BASIC_FIXED_LEN + 2 * ntc_count:
-        raise JbdError(f"0x03 payload announces {ntc_count} temperatures but has {len(data)} bytes")
-    temps = struct.unpack_from(f">{ntc_count}H", data, BASIC_FIXED_LEN)
+        _,
+        *temps,
+    ) = _basic_struct(ntc_count).unpack_from(data)
     return BasicInfo(
         voltage=voltage / 100,
         current=current / 100,
         remaining_capacity=remaining / 100,
         nominal_capacity=nominal / 100,
         cycles=cycles,
-        production_date=_date_from_raw(date),
+        production_date=_date(date),
         balance_bits=bal_lo | bal_hi << 16,
-        protection=Protection(protection & 0x3FFF),
+        protection=_protection(protection),
         software_version=(version >> 4) + (version & 0x0F) / 10,
         soc=soc,
         charge_fet=bool(fet & 1),
         discharge_fet=bool(fet & 2),
         cell_count=cell_count,
-        temperatures=tuple((t - KELVIN_OFFSET_RAW) / 10 for t in temps),
+        temperatures=tuple([(t - KELVIN_OFFSET_RAW) / 10 for t in temps]),
     )
 
 
+_CELL_STRUCTS: dict[int, struct.Struct] = {}
+
+
 def decode_cell_voltages(data: bytes) -> CellVoltages:
-    """Register 0x04 payload -> :class:`CellVoltages` (V)."""
-    if len(data) % 2:
-        raise JbdError(f"0x04 payload of {len(data)} bytes is not a whole number of cells")
-    return CellVoltages(tuple(mv / 1000 for mv in struct.unpack(f">{len(data) // 2}H", data)))
+    """Register 0x04 payload -> :class:`CellVoltages` (V). A payload without cells is an error: every
+    consumer takes the min and max of the cells."""
+    size = len(data)
+    if size % 2 or not size:
+        raise JbdError(f"0x04 payload of {size} bytes is not a whole, non-zero number of cells")
+    layout = _CELL_STRUCTS.get(size)
+    if layout is None:
+        layout = _CELL_STRUCTS[size] = struct.Struct(f">{size // 2}H")
+    return CellVoltages(tuple([mv / 1000 for mv in layout.unpack(data)]))
 
 
 def decode_hardware(data: bytes) -> HardwareInfo:
@@ -278,22 +346,25 @@ def _raw(value: float, scale: float, lo: int, hi: int, name: str) -> int:
 def encode_basic_info(info: BasicInfo, extra: bytes = b"") -> bytes:
     """:class:`BasicInfo` -> complete 0x03 response frame (``extra`` appends newer-firmware bytes)."""
     version = round(info.software_version * 10)
-    data = _BASIC.pack(
-        _raw(info.voltage, 100, 0, 0xFFFF, "voltage"),
-        _raw(info.current, 100, -0x8000, 0x7FFF, "current"),
-        _raw(info.remaining_capacity, 100, 0, 0xFFFF, "remaining_capacity"),
-        _raw(info.nominal_capacity, 100, 0, 0xFFFF, "nominal_capacity"),
-        info.cycles,
-        _date_to_raw(info.production_date),
-        info.balance_bits & 0xFFFF,
-        info.balance_bits >> 16 & 0xFFFF,
-        int(info.protection),
-        (version // 10) << 4 | version % 10,
-        info.soc,
-        int(info.charge_fet) | int(info.discharge_fet) << 1,
-        info.cell_count,
-        len(info.temperatures),
-    )
+    try:
+        data = _BASIC.pack(
+            _raw(info.voltage, 100, 0, 0xFFFF, "voltage"),
+            _raw(info.current, 100, -0x8000, 0x7FFF, "current"),
+            _raw(info.remaining_capacity, 100, 0, 0xFFFF, "remaining_capacity"),
+            _raw(info.nominal_capacity, 100, 0, 0xFFFF, "nominal_capacity"),
+            info.cycles,
+            _date_to_raw(info.production_date),
+            info.balance_bits & 0xFFFF,
+            info.balance_bits >> 16 & 0xFFFF,
+            int(info.protection),
+            (version // 10) << 4 | version % 10,
+            info.soc,
+            int(info.charge_fet) | int(info.discharge_fet) << 1,
+            info.cell_count,
+            len(info.temperatures),
+        )
+    except struct.error as exc:
+        raise JbdError(f"0x03 value out of range for the JBD encoding: {exc}") from None
     temps = b"".join(
         (
             _raw(t, 10, -KELVIN_OFFSET_RAW, 0xFFFF - KELVIN_OFFSET_RAW, "temperature") + KELVIN_OFFSET_RAW
@@ -311,7 +382,11 @@ def encode_cell_voltages(cells: CellVoltages) -> bytes:
 
 def encode_hardware(hw: HardwareInfo) -> bytes:
     """:class:`HardwareInfo` -> complete 0x05 response frame."""
-    return build_response(REG_HARDWARE, hw.model.encode("ascii"))
+    try:
+        model = hw.model.encode("ascii")
+    except UnicodeEncodeError:
+        raise JbdError(f"model {hw.model!r} is not ASCII") from None
+    return build_response(REG_HARDWARE, model)
 
 
 def split_notifications(frame: bytes, size: int = 20) -> list[bytes]:
