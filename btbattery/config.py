@@ -1,0 +1,465 @@
+"""Configuration: built-in defaults -> the user's config.ini -> per-pack files, validated before starting.
+
+The defaults live in ``configs/default_config.ini`` (every key, commented); this module only knows each key's
+type and what values it accepts. The user's file is the first that exists of ``--config PATH``,
+``/data/etc/dbus-btbattery/config.ini`` and ``/etc/dbus-btbattery/config.ini`` (the two system places can be
+replaced with ``BTBATTERY_CONFIG_DIRS``, a ``:``-separated list of directories, or the ``search_dirs``
+argument). Every problem raises :class:`ConfigError` naming the file, the key and what is accepted.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import itertools
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CONFIG_DIRS = ("/data/etc/dbus-btbattery", "/etc/dbus-btbattery")
+CONFIG_DIRS_ENV = "BTBATTERY_CONFIG_DIRS"
+CONFIG_NAME = "config.ini"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# A checkout (the Venus install is one) keeps the defaults in configs/; a built package may carry a copy.
+DEFAULTS_CANDIDATES = (
+    _PACKAGE_DIR.parent / "configs" / "default_config.ini",
+    _PACKAGE_DIR / "data" / "default_config.ini",
+)
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the file, the key and what is accepted."""
+
+
+# ---- values ----
+
+
+def parse_pack_argument(text: str, where: str = "command line") -> tuple[str, str | None]:
+    """``"AA:BB:CC:DD:EE:FF:/path.ini"`` -> ``("AA:BB:CC:DD:EE:FF", "/path.ini")``; the path is optional."""
+    text = text.strip()
+    mac, sep, path = text[:17], text[17:18], text[18:]
+    if not _MAC.match(mac) or (sep and sep != ":") or (sep and not path):
+        raise ConfigError(
+            f"{where}: {text!r} is not a pack: expected a Bluetooth address of six two-digit hex pairs "
+            "like AA:BB:CC:DD:EE:FF, optionally followed by :/path/to/pack.ini"
+        )
+    return mac.upper(), (path or None)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    items = [item.strip() for item in text.split(",")]
+    if not items or any(not item for item in items):
+        raise ValueError("empty item")
+    return tuple(_float(item) for item in items)
+
+
+def _addresses(text: str) -> tuple[tuple[str, str | None], ...]:
+    return tuple(parse_pack_argument(item) for item in re.split(r"[\s,]+", text.strip()) if item)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    parse: Callable[[str], object]
+    accepted: str  # what the user may write, for error messages
+    check: Callable[[object], bool] = lambda value: True
+
+
+def _number(accepted: str, low: float = -math.inf, high: float = math.inf, open_low: bool = False) -> _Key:
+    def check(value: object) -> bool:
+        assert isinstance(value, float)
+        return (value > low if open_low else value >= low) and value <= high
+
+    return _Key(_float, accepted, check)
+
+
+def _positive(accepted: str = "a number of seconds > 0") -> _Key:
+    return _number(accepted, 0, open_low=True)
+
+
+def _non_negative(unit: str) -> _Key:
+    return _number(f"a number of {unit} >= 0", 0)
+
+
+def _percent(what: str, allow_zero: bool) -> _Key:
+    return _number(f"{what} from 0 to 100", 0, 100, open_low=not allow_zero)
+
+
+def _cell_volts() -> _Key:
+    return _number("a cell voltage from 1.0 to 5.0 V", 1.0, 5.0)
+
+
+def _list(accepted: str, low: float = -math.inf, high: float = math.inf) -> _Key:
+    def check(values: object) -> bool:
+        assert isinstance(values, tuple)
+        return all(low <= value <= high for value in values)
+
+    return _Key(_floats, accepted, check)
+
+
+_FRACTIONS = _list("fractions from 0 to 1, comma separated", 0, 1)
+_BOOL = _Key(_bool, "True or False (also yes/no, on/off, 1/0)")
+
+KEYS: dict[str, _Key] = {
+    "BATTERY_ADDRESSES": _Key(_addresses, "MAC addresses AA:BB:CC:DD:EE:FF[:/path.ini] separated by spaces"),
+    "POLL_INTERVAL": _positive(),
+    "PUBLISH_INTERVAL": _positive(),
+    "PACK_STALE_AFTER": _positive(),
+    "PACK_DROPOUT_GRACE": _non_negative("seconds"),
+    "DISCONNECTED_AFTER": _non_negative("seconds"),
+    "MAX_BATTERY_CHARGE_CURRENT": _non_negative("amperes"),
+    "MAX_BATTERY_DISCHARGE_CURRENT": _non_negative("amperes"),
+    "MAX_PACK_CHARGE_CURRENT": _non_negative("amperes"),
+    "MAX_PACK_DISCHARGE_CURRENT": _non_negative("amperes"),
+    "MAX_CELL_VOLTAGE": _cell_volts(),
+    "MIN_CELL_VOLTAGE": _cell_volts(),
+    "MIN_CHARGE_CELL_VOLTAGE": _cell_volts(),
+    "CELL_OVERVOLTAGE": _cell_volts(),
+    "CELL_UNDERVOLTAGE": _cell_volts(),
+    "CELL_VOLTAGES_WHILE_CHARGING": _list("cell voltages in V, comma separated, descending", 0),
+    "MAX_CHARGE_CURRENT_CV_FRACTION": _FRACTIONS,
+    "CELL_VOLTAGES_WHILE_DISCHARGING": _list("cell voltages in V, comma separated, ascending", 0),
+    "MAX_DISCHARGE_CURRENT_CV_FRACTION": _FRACTIONS,
+    "TEMPERATURES_WHILE_CHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "MAX_CHARGE_CURRENT_T_FRACTION": _FRACTIONS,
+    "TEMPERATURES_WHILE_DISCHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "MAX_DISCHARGE_CURRENT_T_FRACTION": _FRACTIONS,
+    "SHARE_MIN_BANK_CURRENT": _non_negative("amperes"),
+    "CURRENT_LIMIT_RISE_RATE": _positive("a rate in A/s > 0"),
+    "CHARGE_VOLTAGE_RISE_RATE": _positive("a rate in V/s > 0"),
+    "IMBALANCE_WINDOW": _positive(),
+    "IMBALANCE_MIN_DURATION": _non_negative("seconds"),
+    "VOLTAGE_IMBALANCE_DETECTION_ENABLE": _BOOL,
+    "VOLTAGE_IMBALANCE_THRESHOLD": _positive("a voltage in V > 0"),
+    "VOLTAGE_IMBALANCE_CLEAR_THRESHOLD": _non_negative("volts"),
+    "CURRENT_IMBALANCE_DETECTION_ENABLE": _BOOL,
+    "CURRENT_IMBALANCE_THRESHOLD": _percent("percentage points", False),
+    "CURRENT_IMBALANCE_CLEAR_THRESHOLD": _percent("percentage points", True),
+    "CURRENT_IMBALANCE_MIN_CURRENT": _non_negative("amperes"),
+    "SOC_IMBALANCE_DETECTION_ENABLE": _BOOL,
+    "SOC_IMBALANCE_THRESHOLD": _percent("a SoC difference in %", False),
+    "SOC_IMBALANCE_CLEAR_THRESHOLD": _percent("a SoC difference in %", True),
+    "IMBALANCE_CVL_STEP": _number("a cell voltage step from 0 to 0.5 V", 0, 0.5),
+    "IMBALANCE_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
+}
+
+# Keys a per-pack file may set; a one-battery config names its own limits MAX_BATTERY_*, so accept those too.
+PACK_KEYS = {
+    "MAX_PACK_CHARGE_CURRENT": "MAX_PACK_CHARGE_CURRENT",
+    "MAX_PACK_DISCHARGE_CURRENT": "MAX_PACK_DISCHARGE_CURRENT",
+    "MAX_BATTERY_CHARGE_CURRENT": "MAX_PACK_CHARGE_CURRENT",
+    "MAX_BATTERY_DISCHARGE_CURRENT": "MAX_PACK_DISCHARGE_CURRENT",
+}
+
+# (list of points, list of fractions, order the points must be in)
+_CURVES = (
+    ("CELL_VOLTAGES_WHILE_CHARGING", "MAX_CHARGE_CURRENT_CV_FRACTION", "descending"),
+    ("CELL_VOLTAGES_WHILE_DISCHARGING", "MAX_DISCHARGE_CURRENT_CV_FRACTION", "ascending"),
+    ("TEMPERATURES_WHILE_CHARGING", "MAX_CHARGE_CURRENT_T_FRACTION", "ascending"),
+    ("TEMPERATURES_WHILE_DISCHARGING", "MAX_DISCHARGE_CURRENT_T_FRACTION", "ascending"),
+)
+# (lower key, higher key): the first must be strictly below the second
+_ORDERED = (
+    ("VOLTAGE_IMBALANCE_CLEAR_THRESHOLD", "VOLTAGE_IMBALANCE_THRESHOLD"),
+    ("CURRENT_IMBALANCE_CLEAR_THRESHOLD", "CURRENT_IMBALANCE_THRESHOLD"),
+    ("SOC_IMBALANCE_CLEAR_THRESHOLD", "SOC_IMBALANCE_THRESHOLD"),
+    ("MIN_CELL_VOLTAGE", "MAX_CELL_VOLTAGE"),
+    ("CELL_UNDERVOLTAGE", "MIN_CELL_VOLTAGE"),
+    ("MAX_CELL_VOLTAGE", "CELL_OVERVOLTAGE"),
+)
+
+
+# ---- the result ----
+
+
+@dataclass(frozen=True, slots=True)
+class PackSpec:
+    """One pack as configured: its number (1..N in the user's order), address and own limits."""
+
+    number: int
+    address: str
+    charge_limit: float  # A, Lc
+    discharge_limit: float  # A, Ld
+    config_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting, validated. Field names are the ini keys in lower case."""
+
+    battery_addresses: tuple[tuple[str, str | None], ...]
+    poll_interval: float
+    publish_interval: float
+    pack_stale_after: float
+    pack_dropout_grace: float
+    disconnected_after: float
+    max_battery_charge_current: float
+    max_battery_discharge_current: float
+    max_pack_charge_current: float
+    max_pack_discharge_current: float
+    max_cell_voltage: float
+    min_cell_voltage: float
+    min_charge_cell_voltage: float
+    cell_overvoltage: float
+    cell_undervoltage: float
+    cell_voltages_while_charging: tuple[float, ...]
+    max_charge_current_cv_fraction: tuple[float, ...]
+    cell_voltages_while_discharging: tuple[float, ...]
+    max_discharge_current_cv_fraction: tuple[float, ...]
+    temperatures_while_charging: tuple[float, ...]
+    max_charge_current_t_fraction: tuple[float, ...]
+    temperatures_while_discharging: tuple[float, ...]
+    max_discharge_current_t_fraction: tuple[float, ...]
+    share_min_bank_current: float
+    current_limit_rise_rate: float
+    charge_voltage_rise_rate: float
+    imbalance_window: float
+    imbalance_min_duration: float
+    voltage_imbalance_detection_enable: bool
+    voltage_imbalance_threshold: float
+    voltage_imbalance_clear_threshold: float
+    current_imbalance_detection_enable: bool
+    current_imbalance_threshold: float
+    current_imbalance_clear_threshold: float
+    current_imbalance_min_current: float
+    soc_imbalance_detection_enable: bool
+    soc_imbalance_threshold: float
+    soc_imbalance_clear_threshold: float
+    imbalance_cvl_step: float
+    imbalance_charge_fraction: float
+    packs: tuple[PackSpec, ...] = ()  # resolved from -p arguments or BATTERY_ADDRESSES
+    sources: tuple[str, ...] = field(default=())  # files used, defaults first
+
+    def pack_spec(self, number: int, address: str) -> PackSpec:
+        """A pack with the bank-wide per-pack limits (for packs not listed in the config)."""
+        return PackSpec(number, address, self.max_pack_charge_current, self.max_pack_discharge_current)
+
+
+assert {f.name.upper() for f in fields(Config)} - {"PACKS", "SOURCES"} == set(KEYS)
+
+
+# ---- reading files ----
+
+
+def _nearest(key: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def read_ini(path: Path) -> dict[str, str]:
+    """Raw ``KEY -> text`` of one ini file ([DEFAULT] section or none at all)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected UTF-8 ini text)") from None
+    parser = configparser.ConfigParser(interpolation=None, strict=True, inline_comment_prefixes=("#", ";"))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    lines = (line.strip() for line in text.splitlines())
+    first = next((line for line in lines if line and line[0] not in "#;"), "")
+    if not first.startswith("["):
+        text = "[DEFAULT]\n" + text  # a bare list of KEY = value lines
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(f"{path}: key {exc.option.upper()} is set twice (line {exc.lineno})") from None
+    except configparser.Error as exc:
+        message = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not an ini file ({message}); expected KEY = value lines") from None
+    for section in parser.sections():
+        raise ConfigError(f"{path}: unknown section [{section}]; put every key under [DEFAULT] or no section")
+    return {key.upper(): value for key, value in parser.defaults().items()}
+
+
+def _check_known(raw: dict[str, str], path: Path, known: Iterable[str], what: str) -> None:
+    known = list(known)
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{path}: unknown key {key}{_nearest(key, known)} ({what})")
+
+
+def _convert(key: str, text: str, origin: str) -> object:
+    spec = KEYS[key]
+    try:
+        value = spec.parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {key}: {exc}") from None
+    except ValueError:
+        problem = f"{key} = {text.strip()!r} is not valid"
+        raise ConfigError(f"{origin}: {problem}; accepted: {spec.accepted}") from None
+    if not spec.check(value):
+        raise ConfigError(f"{origin}: {key} = {text.strip()!r} is out of range; accepted: {spec.accepted}")
+    return value
+
+
+def _check_curves(values: dict[str, object], origin: dict[str, str]) -> None:
+    for points_key, fractions_key, order in _CURVES:
+        points, fractions = values[points_key], values[fractions_key]
+        assert isinstance(points, tuple) and isinstance(fractions, tuple)
+        if len(points) != len(fractions):
+            raise ConfigError(
+                f"{origin[fractions_key]}: {fractions_key} has {len(fractions)} values but {points_key} has "
+                f"{len(points)}; accepted: one fraction per point"
+            )
+        pairs = list(itertools.pairwise(points))
+        ok = all(a > b for a, b in pairs) if order == "descending" else all(a < b for a, b in pairs)
+        if not ok:
+            raise ConfigError(
+                f"{origin[points_key]}: {points_key} = {', '.join(map(str, points))} "
+                f"is not strictly {order}; "
+                f"accepted: points in {order} order"
+            )
+
+
+def _check_order(values: dict[str, object], origin: dict[str, str]) -> None:
+    for low, high in _ORDERED:
+        if not values[low] < values[high]:  # type: ignore[operator]
+            raise ConfigError(
+                f"{origin[low]}: {low} = {values[low]} must be below {high} = {values[high]} "
+                f"(from {origin[high]})"
+            )
+    if values["MIN_CHARGE_CELL_VOLTAGE"] > values["MAX_CELL_VOLTAGE"]:  # type: ignore[operator]
+        raise ConfigError(
+            f"{origin['MIN_CHARGE_CELL_VOLTAGE']}: MIN_CHARGE_CELL_VOLTAGE must not exceed MAX_CELL_VOLTAGE"
+        )
+
+
+def find_defaults() -> Path:
+    for candidate in DEFAULTS_CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"built-in defaults not found (looked for {', '.join(map(str, DEFAULTS_CANDIDATES))})")
+
+
+def config_dirs(search_dirs: Sequence[str | Path] | None = None) -> list[Path]:
+    """Where a user config.ini is looked for when no --config is given, in order."""
+    if search_dirs is not None:
+        return [Path(d) for d in search_dirs]
+    env = os.environ.get(CONFIG_DIRS_ENV)
+    if env is not None:
+        return [Path(d) for d in env.split(os.pathsep) if d]
+    return [Path(d) for d in SYSTEM_CONFIG_DIRS]
+
+
+def find_user_config(path: str | Path | None, search_dirs: Sequence[str | Path] | None = None) -> Path | None:
+    if path is not None:
+        given = Path(path)
+        if not given.is_file():
+            raise ConfigError(f"{given}: config file given with --config does not exist")
+        return given
+    for directory in config_dirs(search_dirs):
+        candidate = directory / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _pack_specs(
+    pack_args: Sequence[str], values: dict[str, object], origin: dict[str, str]
+) -> tuple[PackSpec, ...]:
+    if pack_args:
+        entries = [parse_pack_argument(arg) for arg in pack_args]
+        where = "command line"
+    else:
+        entries = list(values["BATTERY_ADDRESSES"])  # type: ignore[call-overload]
+        where = f"{origin['BATTERY_ADDRESSES']}: BATTERY_ADDRESSES"
+    seen: set[str] = set()
+    specs = []
+    for number, (mac, pack_path) in enumerate(entries, start=1):
+        if mac in seen:
+            raise ConfigError(f"{where}: pack {mac} is listed twice; accepted: each address once")
+        seen.add(mac)
+        limits = {key: values[key] for key in ("MAX_PACK_CHARGE_CURRENT", "MAX_PACK_DISCHARGE_CURRENT")}
+        if pack_path is not None:
+            limits.update(_pack_overrides(Path(pack_path)))
+        charge, discharge = limits["MAX_PACK_CHARGE_CURRENT"], limits["MAX_PACK_DISCHARGE_CURRENT"]
+        assert isinstance(charge, float) and isinstance(discharge, float)
+        specs.append(PackSpec(number, mac, charge, discharge, pack_path))
+    return tuple(specs)
+
+
+def _pack_overrides(path: Path) -> dict[str, object]:
+    raw = read_ini(path)
+    out: dict[str, object] = {}
+    for key, text in raw.items():
+        if key not in PACK_KEYS:
+            if key in KEYS:
+                raise ConfigError(
+                    f"{path}: {key} applies to the whole bank and cannot be set per pack; "
+                    f"accepted here: {', '.join(PACK_KEYS)}"
+                )
+            raise ConfigError(
+                f"{path}: unknown key {key}{_nearest(key, PACK_KEYS)} "
+                f"(accepted in a pack file: {', '.join(PACK_KEYS)})"
+            )
+        target = PACK_KEYS[key]
+        if target in out:
+            raise ConfigError(f"{path}: {key} sets the same limit as another key in this file")
+        out[target] = _convert(target, text, str(path))
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    pack_args: Sequence[str] = (),
+    search_dirs: Sequence[str | Path] | None = None,
+) -> Config:
+    """Defaults, then the user's file (``path`` or the first in the search dirs), then per-pack files."""
+    defaults = find_defaults()
+    raw = read_ini(defaults)
+    _check_known(raw, defaults, KEYS, "in the built-in defaults")
+    missing = set(KEYS) - set(raw)
+    if missing:
+        raise ConfigError(f"{defaults}: built-in defaults lack {', '.join(sorted(missing))}")
+    origin = dict.fromkeys(raw, str(defaults))
+    sources = [str(defaults)]
+    user = find_user_config(path, search_dirs)
+    if user is not None:
+        user_raw = read_ini(user)
+        _check_known(user_raw, user, KEYS, "not a dbus-btbattery setting")
+        raw.update(user_raw)
+        origin.update(dict.fromkeys(user_raw, str(user)))
+        sources.append(str(user))
+    values = {key: _convert(key, text, origin[key]) for key, text in raw.items()}
+    _check_curves(values, origin)
+    _check_order(values, origin)
+    packs = _pack_specs(pack_args, values, origin)
+    sources += [spec.config_path for spec in packs if spec.config_path]
+    log.info("config from %s", ", then ".join(sources))
+    if user is None:
+        searched = ", ".join(map(str, config_dirs(search_dirs)))
+        log.info("no config.ini found in %s: built-in defaults only", searched)
+    return Config(
+        **{key.lower(): value for key, value in values.items()},
+        packs=packs,
+        sources=tuple(sources),  # type: ignore[arg-type]
+    )
+
+
+def default_config() -> Config:
+    """The built-in defaults alone (for tests, replay without --config, the simulator)."""
+    return load_config(search_dirs=())

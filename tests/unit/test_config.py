@@ -1,0 +1,289 @@
+"""Config: defaults, search order, per-pack files, and a clear error for every kind of bad input."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from btbattery.config import (
+    KEYS,
+    ConfigError,
+    default_config,
+    find_defaults,
+    load_config,
+    parse_pack_argument,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+MAC1, MAC2 = "A4:C1:37:00:00:01", "A4:C1:37:00:00:02"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_text(tmp_path: Path, text: str, **kwargs) -> object:
+    return load_config(write(tmp_path / "config.ini", text), search_dirs=(), **kwargs)
+
+
+# ---- defaults and shipped files ----
+
+
+def test_every_key_has_a_default_with_a_comment_above_it() -> None:
+    lines = find_defaults().read_text().splitlines()
+    seen = {}
+    for number, line in enumerate(lines):
+        match = re.match(r"^([A-Z_]+)\s*=", line)
+        if match:
+            seen[match.group(1)] = number
+    assert set(seen) == set(KEYS)
+    for key, number in seen.items():
+        above = lines[number - 1]
+        assert above.startswith("#") or re.match(r"^[A-Z_]+\s*=", above), f"{key} has no comment"
+
+
+def test_defaults_follow_the_guide() -> None:
+    config = default_config()
+    assert config.soc_imbalance_detection_enable is True
+    assert config.soc_imbalance_threshold == 10
+    assert config.sources == (str(find_defaults()),)
+    assert config.packs == ()
+
+
+def test_parallel_lfp_config_has_the_guide_keys_and_loads() -> None:
+    path = REPO / "configs" / "parallel_lfp_config.ini"
+    text = path.read_text()
+    for key in (
+        "MAX_BATTERY_CHARGE_CURRENT",
+        "MAX_BATTERY_DISCHARGE_CURRENT",
+        "CELL_VOLTAGES_WHILE_CHARGING",
+        "MAX_CHARGE_CURRENT_CV_FRACTION",
+        "SOC_IMBALANCE_DETECTION_ENABLE",
+        "SOC_IMBALANCE_THRESHOLD",
+    ):
+        assert re.search(rf"^{key}\s*=", text, re.M), key
+    config = load_config(path, search_dirs=())
+    assert config.max_battery_charge_current == 150.0
+    assert config.sources[-1] == str(path)
+
+
+# ---- search order ----
+
+
+def test_search_order_config_then_data_then_etc(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data, etc = tmp_path / "data", tmp_path / "etc"
+    write(etc / "config.ini", "MAX_CELL_VOLTAGE = 3.40\n")
+    assert load_config(search_dirs=(data, etc)).max_cell_voltage == 3.40
+    write(data / "config.ini", "MAX_CELL_VOLTAGE = 3.42\n")
+    with caplog.at_level(logging.INFO, logger="btbattery.config"):
+        config = load_config(search_dirs=(data, etc))
+    assert config.max_cell_voltage == 3.42
+    assert str(data / "config.ini") in caplog.text  # the log names the file used
+    given = write(tmp_path / "mine.ini", "MAX_CELL_VOLTAGE = 3.38\n")
+    assert load_config(given, search_dirs=(data, etc)).max_cell_voltage == 3.38
+
+
+def test_environment_replaces_the_system_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "x" / "config.ini", "SOC_IMBALANCE_THRESHOLD = 15\n")
+    monkeypatch.setenv("BTBATTERY_CONFIG_DIRS", str(tmp_path / "x"))
+    assert load_config().soc_imbalance_threshold == 15
+
+
+def test_no_user_file_means_defaults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="btbattery.config"):
+        config = load_config(search_dirs=(tmp_path,))
+    assert config == default_config()
+    assert "built-in defaults only" in caplog.text
+
+
+def test_default_section_and_bare_keys_both_work(tmp_path: Path) -> None:
+    assert (
+        load_text(
+            tmp_path, "[DEFAULT]\nSOC_IMBALANCE_DETECTION_ENABLE = False\n"
+        ).soc_imbalance_detection_enable
+        is False
+    )
+    assert (
+        load_text(tmp_path, "# hi\nsoc_imbalance_detection_enable = no\n").soc_imbalance_detection_enable
+        is False
+    )
+
+
+# ---- packs ----
+
+
+def test_parse_pack_argument() -> None:
+    assert parse_pack_argument("aa:bb:cc:dd:ee:ff") == ("AA:BB:CC:DD:EE:FF", None)
+    assert parse_pack_argument("AA:BB:CC:DD:EE:FF:/p/c.ini") == ("AA:BB:CC:DD:EE:FF", "/p/c.ini")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["AA:BB:CC:DD:EE", "AA:BB:CC:DD:EE:GG", "AABBCCDDEEFF", "AA:BB:CC:DD:EE:FF:", "AA:BB:CC:DD:EE:FF/x"],
+)
+def test_bad_pack_argument_is_refused_clearly(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"command line: .* is not a pack: expected .*AA:BB:CC:DD:EE:FF"):
+        parse_pack_argument(bad)
+
+
+def test_packs_from_command_line_with_pack_file(tmp_path: Path) -> None:
+    pack_file = write(tmp_path / "p2.ini", "MAX_BATTERY_CHARGE_CURRENT = 20\n")  # one-battery style key
+    config = load_config(pack_args=[MAC1, f"{MAC2}:{pack_file}"], search_dirs=())
+    assert [(p.number, p.address, p.charge_limit, p.discharge_limit) for p in config.packs] == [
+        (1, MAC1, config.max_pack_charge_current, config.max_pack_discharge_current),
+        (2, MAC2, 20.0, config.max_pack_discharge_current),
+    ]
+    assert config.sources[-1] == str(pack_file)
+    assert config.max_battery_charge_current == default_config().max_battery_charge_current  # bank untouched
+
+
+def test_packs_from_battery_addresses(tmp_path: Path) -> None:
+    config = load_text(tmp_path, f"BATTERY_ADDRESSES = {MAC1}, {MAC2.lower()}\n")
+    assert [p.address for p in config.packs] == [MAC1, MAC2]
+    assert load_text(tmp_path, f"BATTERY_ADDRESSES = {MAC1}\n", pack_args=[MAC2]).packs[0].address == MAC2
+
+
+def bad(tmp_path: Path, text: str, pattern: str, **kwargs) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_text(tmp_path, text, **kwargs)
+
+
+def test_bad_address_in_config_names_file_and_key(tmp_path: Path) -> None:
+    bad(tmp_path, "BATTERY_ADDRESSES = 12:34\n", r"config\.ini: BATTERY_ADDRESSES: .*'12:34' is not a pack")
+
+
+def test_duplicate_pack_is_refused(tmp_path: Path) -> None:
+    bad(tmp_path, "", r"command line: pack A4:C1:37:00:00:01 is listed twice", pack_args=[MAC1, MAC1.lower()])
+
+
+def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
+    pack_file = write(tmp_path / "p.ini", "MAX_CELL_VOLTAGE = 3.5\n")
+    bad(
+        tmp_path,
+        "",
+        r"p\.ini: MAX_CELL_VOLTAGE applies to the whole bank.*accepted here",
+        pack_args=[f"{MAC1}:{pack_file}"],
+    )
+    write(pack_file, "MAX_PACK_CHARGE_CURENT = 3\n")
+    bad(
+        tmp_path,
+        "",
+        r"p\.ini: unknown key MAX_PACK_CHARGE_CURENT; did you mean MAX_PACK_CHARGE_CURRENT",
+        pack_args=[f"{MAC1}:{pack_file}"],
+    )
+    write(pack_file, "MAX_PACK_CHARGE_CURRENT = -3\n")
+    bad(
+        tmp_path,
+        "",
+        r"p\.ini: MAX_PACK_CHARGE_CURRENT = '-3' is out of range; accepted: a number of amperes >= 0",
+        pack_args=[f"{MAC1}:{pack_file}"],
+    )
+    write(pack_file, "MAX_PACK_CHARGE_CURRENT = 3\nMAX_BATTERY_CHARGE_CURRENT = 4\n")
+    bad(
+        tmp_path,
+        "",
+        r"p\.ini: MAX_BATTERY_CHARGE_CURRENT sets the same limit",
+        pack_args=[f"{MAC1}:{pack_file}"],
+    )
+    bad(
+        tmp_path,
+        "",
+        r"missing\.ini: cannot read config file",
+        pack_args=[f"{MAC1}:{tmp_path / 'missing.ini'}"],
+    )
+
+
+# ---- every kind of bad value ----
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (
+            "MAX_CEL_VOLTAGE = 3.4\n",
+            r"config\.ini: unknown key MAX_CEL_VOLTAGE; did you mean MAX_CELL_VOLTAGE\?",
+        ),
+        (
+            "COMPLETELY_ELSE = 1\n",
+            r"config\.ini: unknown key COMPLETELY_ELSE \(not a dbus-btbattery setting\)",
+        ),
+        (
+            "MAX_CELL_VOLTAGE = high\n",
+            r"MAX_CELL_VOLTAGE = 'high' is not valid; accepted: a cell voltage from 1\.0 to 5\.0 V",
+        ),
+        (
+            "MAX_CELL_VOLTAGE = 34.5\n",
+            r"MAX_CELL_VOLTAGE = '34\.5' is out of range; accepted: a cell voltage",
+        ),
+        ("MAX_CELL_VOLTAGE = nan\n", r"MAX_CELL_VOLTAGE = 'nan' is not valid"),
+        ("MAX_CELL_VOLTAGE =\n", r"MAX_CELL_VOLTAGE = '' is not valid"),
+        (
+            "PUBLISH_INTERVAL = 0\n",
+            r"PUBLISH_INTERVAL = '0' is out of range; accepted: a number of seconds > 0",
+        ),
+        (
+            "MAX_BATTERY_CHARGE_CURRENT = -1\n",
+            r"MAX_BATTERY_CHARGE_CURRENT = '-1' is out of range; accepted: a number of amperes >= 0",
+        ),
+        (
+            "SOC_IMBALANCE_DETECTION_ENABLE = maybe\n",
+            r"SOC_IMBALANCE_DETECTION_ENABLE = 'maybe' is not valid; accepted: True or False",
+        ),
+        (
+            "SOC_IMBALANCE_THRESHOLD = 120\n",
+            r"SOC_IMBALANCE_THRESHOLD = '120' is out of range; accepted: a SoC difference in % from 0 to 100",
+        ),
+        (
+            "SOC_IMBALANCE_THRESHOLD = 5\n",
+            r"SOC_IMBALANCE_CLEAR_THRESHOLD = 7\.0 must be below SOC_IMBALANCE_THRESHOLD = 5\.0",
+        ),
+        (
+            "IMBALANCE_CHARGE_FRACTION = 1.5\n",
+            r"IMBALANCE_CHARGE_FRACTION = '1\.5' is out of range; accepted: a fraction from 0 to 1",
+        ),
+        (
+            "MAX_CHARGE_CURRENT_CV_FRACTION = 0, 0.5, 1\n",
+            r"MAX_CHARGE_CURRENT_CV_FRACTION has 3 values but CELL_VOLTAGES_WHILE_CHARGING has 4",
+        ),
+        (
+            "MAX_CHARGE_CURRENT_CV_FRACTION = 0, 0.5, 1, 2\n",
+            r"MAX_CHARGE_CURRENT_CV_FRACTION = '0, 0\.5, 1, 2' is out of range; accepted: fractions",
+        ),
+        (
+            "MAX_CHARGE_CURRENT_CV_FRACTION = 0, , 1, 1\n",
+            r"MAX_CHARGE_CURRENT_CV_FRACTION = '0, , 1, 1' is not valid",
+        ),
+        (
+            "CELL_VOLTAGES_WHILE_CHARGING = 3.3, 3.45, 3.5, 3.55\n",
+            r"CELL_VOLTAGES_WHILE_CHARGING = 3\.3, 3\.45, 3\.5, 3\.55 is not strictly descending",
+        ),
+        (
+            "TEMPERATURES_WHILE_DISCHARGING = -20, 0, 5, 5, 15, 45, 55\n",
+            r"TEMPERATURES_WHILE_DISCHARGING .* is not strictly ascending",
+        ),
+        ("MAX_CELL_VOLTAGE = 3.7\n", r"MAX_CELL_VOLTAGE = 3\.7 must be below CELL_OVERVOLTAGE = 3\.65"),
+        ("MIN_CHARGE_CELL_VOLTAGE = 3.5\n", r"MIN_CHARGE_CELL_VOLTAGE must not exceed MAX_CELL_VOLTAGE"),
+        (
+            "MAX_CELL_VOLTAGE = 3.4\nMAX_CELL_VOLTAGE = 3.5\n",
+            r"config\.ini: key MAX_CELL_VOLTAGE is set twice",
+        ),
+        ("[battery]\nMAX_CELL_VOLTAGE = 3.4\n", r"config\.ini: unknown section \[battery\]"),
+        ("just some words\n", r"config\.ini: not an ini file .*expected KEY = value lines"),
+    ],
+)
+def test_bad_value_names_file_key_and_what_is_accepted(tmp_path: Path, text: str, pattern: str) -> None:
+    bad(tmp_path, text, pattern)
+
+
+def test_missing_or_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.ini: config file given with --config does not exist"):
+        load_config(tmp_path / "nope.ini", search_dirs=())
+    binary = tmp_path / "bin.ini"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match=r"bin\.ini: not a text file"):
+        load_config(binary, search_dirs=())
