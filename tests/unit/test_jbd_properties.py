@@ -192,7 +192,7 @@ def test_garbage_before_and_between_frames_is_dropped_and_frames_survive(
 
 INFO = BasicInfo(53.12, -4.5, 60.0, 100.0, 12, datetime.date(2023, 6, 1), 0, Protection.NONE, 3.8, 60, True,
                  True, 16, (25.0, 24.5))  # fmt: skip
-CELLS = CellVoltages(tuple(3.3 + i / 1000 for i in range(16)))
+CELLS = CellVoltages(tuple((3300 + i) / 1000 for i in range(16)))
 F03 = jbd.encode_basic_info(INFO)
 F04 = jbd.encode_cell_voltages(CELLS)
 F05 = jbd.encode_hardware(HardwareInfo("SP04S034"))
