@@ -329,6 +329,7 @@ class SimPack:
         current = self.current + rng.gauss(0, 0.01 + 0.002 * abs(self.current))
         if abs(current) < 0.05:
             current = 0.0  # the BMS's zero-current deadband
+        current = min(max(current, -327.68), 327.67)  # the 16-bit register saturates, as the BMS's does
         p = self.params
         temps = tuple(round(self.temperature + off + rng.gauss(0, 0.05), 1) for off in self._ntc_offsets)
         self._cells = CellVoltages(cells)
@@ -459,37 +460,60 @@ class SimBank:
             pack.step(dt, current)
 
     def _solve(self, bank_current: float) -> tuple[float, tuple[float, ...]]:
-        """Shared voltage V with V = OCV_i + I_i R_i and sum I_i = bank current, over the packs whose FETs
-        pass the sign of I_i. A pack whose FET blocks its would-be current carries none and is left out."""
-        ocv = [p.ocv for p in self.packs]
-        res = [p.resistance for p in self.packs]
-        conducting = [p.fet_allows_charge or p.fet_allows_discharge for p in self.packs]
-        for _ in range(2 * len(self.packs) + 1):
-            voltage = _shared_voltage(bank_current, ocv, res, conducting)
-            if voltage is None:
+        """Busbar voltage V and pack currents with V = OCV_i + I_i R_i and sum I_i = bank current, where a
+        pack whose FET blocks a direction carries no current that way (its I_i(V) is clamped at 0).
+
+        Sum I_i(V) is continuous, piecewise linear and non-decreasing in V, with kinks only at the OCVs
+        of packs with a blocked FET: find the segment between kinks where it reaches the bank current,
+        then solve the linear equation exactly over the packs that conduct there."""
+        packs = [(p.ocv, p.resistance, p.fet_allows_charge, p.fet_allows_discharge) for p in self.packs]
+        kinks = sorted({ocv for ocv, _, charge, discharge in packs if not (charge and discharge)})
+        lo, hi = -math.inf, math.inf
+        for kink in kinks:
+            if _total_current(packs, kink) >= bank_current:
+                hi = kink
                 break
-            changed = False
-            for i, pack in enumerate(self.packs):
-                current = (voltage - ocv[i]) / res[i]
-                allowed = (current >= 0 and pack.fet_allows_charge) or (
-                    current <= 0 and pack.fet_allows_discharge
-                )
-                if allowed != conducting[i]:
-                    conducting[i], changed = allowed, True
-            if not changed:
-                currents = tuple(
-                    (voltage - ocv[i]) / res[i] if conducting[i] else 0.0 for i in range(len(self.packs))
-                )
-                return voltage, currents
-        # Nothing can carry the current in that direction: the charger or load sees an open bank.
-        return max(ocv), (0.0,) * len(self.packs)
+            lo = kink
+        probe = _inside(lo, hi, packs)
+        conducting = [
+            (ocv, r) for ocv, r, charge, discharge in packs if _conducts(probe, ocv, charge, discharge)
+        ]
+        if conducting:
+            conductance = sum(1 / r for _, r in conducting)
+            voltage = (bank_current + sum(ocv / r for ocv, r in conducting)) / conductance
+            voltage = min(max(voltage, lo), hi)
+        else:
+            # No pack conducts here: the charger or load meets an open bank and no current flows.
+            voltage = hi if hi < math.inf else lo if lo > -math.inf else probe
+        currents = tuple(_pack_current(voltage, *pack) for pack in packs)
+        return voltage, currents
 
 
-def _shared_voltage(
-    bank_current: float, ocv: Sequence[float], res: Sequence[float], conducting: Sequence[bool]
-) -> float | None:
-    conductance = sum(1 / r for r, on in zip(res, conducting, strict=True) if on)
-    if conductance == 0:
-        return None
-    weighted = sum(v / r for v, r, on in zip(ocv, res, conducting, strict=True) if on)
-    return (bank_current + weighted) / conductance
+_Pack = tuple[float, float, bool, bool]  # ocv, resistance, charge allowed, discharge allowed
+
+
+def _pack_current(voltage: float, ocv: float, resistance: float, charge: bool, discharge: bool) -> float:
+    current = (voltage - ocv) / resistance
+    if (current > 0 and not charge) or (current < 0 and not discharge):
+        return 0.0
+    return current
+
+
+def _total_current(packs: Sequence[_Pack], voltage: float) -> float:
+    return sum(_pack_current(voltage, *pack) for pack in packs)
+
+
+def _conducts(voltage: float, ocv: float, charge: bool, discharge: bool) -> bool:
+    # Both FETs on: linear everywhere. One FET off: linear only on the side the other one passes.
+    return (charge and discharge) or (voltage > ocv and charge) or (voltage < ocv and discharge)
+
+
+def _inside(lo: float, hi: float, packs: Sequence[_Pack]) -> float:
+    """A voltage strictly inside the segment (lo, hi), which may be unbounded on either side."""
+    if lo > -math.inf and hi < math.inf:
+        return (lo + hi) / 2
+    if hi < math.inf:
+        return hi - 1.0
+    if lo > -math.inf:
+        return lo + 1.0
+    return sum(p[0] for p in packs) / len(packs)

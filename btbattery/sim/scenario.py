@@ -242,6 +242,8 @@ class _Parser:
             number = self.number(value, key, 0)
             if number == 0:
                 raise self.fail(key, "must be greater than 0")
+            if name == "capacity_ah" and number > 655:
+                raise self.fail(key, f"at most 655 Ah fit the JBD capacity register, got {value!r}")
             return number
         if kind == "float":
             return self.number(value, key)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from btbattery.model import BasicInfo, CellVoltages, HardwareInfo, Protection
 from btbattery.protocol import jbd
@@ -204,3 +206,48 @@ def test_changes_apply_to_parameters_and_state() -> None:
     assert sim.true_soc == pytest.approx(80, abs=0.5)
     with pytest.raises(ValueError, match="cell_count"):
         sim.apply("cell_count", 8)
+
+
+bank_packs = st.lists(
+    st.tuples(
+        st.floats(1, 99),  # soc %
+        st.floats(0.005, 0.2),  # resistance
+        st.sampled_from([Protection.NONE, Protection.CELL_OVERVOLTAGE, Protection.CELL_UNDERVOLTAGE]),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(bank_packs, st.floats(-400, 400))
+def test_the_current_split_obeys_physics_and_the_fets(spec: list, bank_current: float) -> None:
+    sims = []
+    for n, (soc, resistance, protection) in enumerate(spec, start=1):
+        sim = pack(n, soc=soc, resistance_ohm=resistance, cell_spread=0.0)
+        sim.protection = protection  # what the FETs allow is all the split looks at
+        sims.append(sim)
+    bank = SimBank(sims)
+    before = [(s.ocv, s.resistance, s.fet_allows_charge, s.fet_allows_discharge) for s in sims]
+    bank.step(0.001, bank_current)
+    for (ocv, resistance, charge, discharge), current in zip(before, bank.pack_currents, strict=True):
+        assert charge or current <= 0
+        assert discharge or current >= 0
+        if current != 0:  # a conducting pack sits on the busbar: V = OCV + I R
+            assert ocv + current * resistance == pytest.approx(bank.terminal_voltage, abs=1e-6)
+    reachable = (
+        bank_current == 0
+        or (bank_current > 0 and any(c for _, _, c, _ in before))
+        or (bank_current < 0 and any(d for _, _, _, d in before))
+    )
+    if reachable:
+        assert sum(bank.pack_currents) == pytest.approx(bank_current, abs=1e-6)
+    else:
+        assert bank.pack_currents == (0.0,) * len(sims)
+
+
+def test_a_huge_current_saturates_the_register_instead_of_breaking_the_answer() -> None:
+    sim = pack(soc=50, charge_limit_a=1000)
+    SimBank([sim]).step(0.1, 500.0)
+    assert sim.basic_info().current == 327.67
+    assert sim.respond(jbd.BASIC_INFO_REQUEST) is not None
