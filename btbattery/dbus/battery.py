@@ -206,7 +206,8 @@ class BatteryService:
         self.serial = bank_serial([address for _, address in self.packs])
         self._low_cell_voltage = low_cell_voltage
         self._store = CustomNameStore(custom_name_store)
-        self._cells: dict[int, int] = {}  # pack number -> cell paths published so far
+        # pack number -> (voltage path, balance path) per cell published so far; built once, not per tick
+        self._cell_paths: dict[int, list[tuple[str, str]]] = {}
         self.tree = BusItemTree(bus)
         self._add_identity(device_instance, product_name, process_name)
         for path, text in BANK_PATHS.items():
@@ -254,11 +255,12 @@ class BatteryService:
 
     def _ensure_cells(self, pack: int, count: int) -> None:
         """Cell paths exist for every cell seen so far; a pack first seen with more cells gains paths."""
-        known = self._cells.get(pack, 0)
-        for cell in range(known + 1, count + 1):
-            self.tree.add(cell_voltage_path(pack, cell), text=CELL_VOLT)
-            self.tree.add(cell_balance_path(pack, cell))
-        self._cells[pack] = max(known, count)
+        paths = self._cell_paths.setdefault(pack, [])
+        for cell in range(len(paths) + 1, count + 1):
+            voltage, balance = cell_voltage_path(pack, cell), cell_balance_path(pack, cell)
+            self.tree.add(voltage, text=CELL_VOLT)
+            self.tree.add(balance)
+            paths.append((voltage, balance))
 
     async def start(self) -> None:
         await self.tree.register(self.service_name)
@@ -292,11 +294,13 @@ class BatteryService:
         cells = live.cells.voltages if live is not None and live.cells is not None else ()
         self._ensure_cells(pack.pack, max(len(cells), info.cell_count if info else 0))
         bits = info.balance_bits if info else None
-        for cell in range(1, self._cells[pack.pack] + 1):
-            voltage = cells[cell - 1] if cell <= len(cells) else None
-            values[cell_voltage_path(pack.pack, cell)] = voltage
-            balancing = None if bits is None or voltage is None else bits >> (cell - 1) & 1
-            values[cell_balance_path(pack.pack, cell)] = balancing
+        count = len(cells)
+        for index, (voltage_path, balance_path) in enumerate(self._cell_paths[pack.pack]):
+            if index < count:
+                values[voltage_path] = cells[index]
+                values[balance_path] = None if bits is None else bits >> index & 1
+            else:
+                values[voltage_path] = values[balance_path] = None
 
 
 def bank_values(

@@ -149,6 +149,7 @@ class BusItemTree:
         self._bus = bus
         self._items: dict[str, _Item] = {}
         self._dirty: dict[str, None] = {}  # ordered set of changed paths since the last signal
+        self._all_items: dict[str, dict[str, Variant]] | None = None  # GetItems body until something changes
         self._batch_depth = 0
         self._name: str | None = None
         self._serving = False
@@ -176,6 +177,7 @@ class BusItemTree:
         item = _Item(path, text, writable, signal)
         item.set(_normalise(value))
         self._items[path] = item
+        self._all_items = None
         if self._serving:
             self._mark(path)
 
@@ -186,12 +188,17 @@ class BusItemTree:
         return self._items[path].value
 
     def __setitem__(self, path: str, value: Any) -> None:
-        item = self._items[path]
+        self._set(self._items[path], value)
+
+    def _set(self, item: _Item, value: Any) -> None:
+        old = item.value
+        if type(old) is type(value) and old == value:
+            return  # the common case at 1 Hz: most values did not move, so check before normalising
         new = _normalise(value)
-        if _same(item.value, new):
+        if _same(old, new):
             return
         item.set(new)
-        self._mark(path)
+        self._mark(item.path)
 
     def text(self, path: str) -> str:
         return self._items[path].text
@@ -201,9 +208,10 @@ class BusItemTree:
 
     def update(self, values: Mapping[str, Any]) -> None:
         """Set many paths and send at most one ``ItemsChanged``."""
+        items, set_value = self._items, self._set
         with self.batch():
             for path, value in values.items():
-                self[path] = value
+                set_value(items[path], value)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -217,6 +225,7 @@ class BusItemTree:
 
     def _mark(self, path: str) -> None:
         self._dirty[path] = None
+        self._all_items = None
         if self._batch_depth == 0:
             self._flush()
 
@@ -325,8 +334,9 @@ class BusItemTree:
             return _unknown_method(msg)
         if msg.signature:
             return _invalid_args(msg, "GetItems takes no arguments")
-        body = {path: item.entry for path, item in self._items.items()}
-        return Message.new_method_return(msg, "a{sa{sv}}", [body])
+        if self._all_items is None:
+            self._all_items = {path: item.entry for path, item in self._items.items()}
+        return Message.new_method_return(msg, "a{sa{sv}}", [self._all_items])
 
     def _get_value(self, msg: Message) -> Message:
         if msg.signature:
