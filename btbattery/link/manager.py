@@ -1,0 +1,94 @@
+"""All pack links of one service: one adapter port (connect lock + shared scan), one link per pack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import reactivex
+
+from btbattery.link.machine import Backoff, LinkTimeouts
+from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink
+from btbattery.model import LinkEvent, PackReading
+
+if TYPE_CHECKING:
+    from reactivex.abc import SchedulerBase
+
+log = logging.getLogger(__name__)
+
+
+class LinkManager:
+    """``LinkManager(packs=[(1, "A4:C1:37:.."), ...], poll_interval=1.0, scheduler=AsyncIOScheduler(loop))``.
+
+    ``await start()`` sets every link going; ``await stop(timeout)`` stops polling, notifications and
+    connections of all packs within ``timeout`` seconds. ``states`` and ``readings`` merge every link's
+    streams; ``links`` gives each pack's own.
+    """
+
+    def __init__(
+        self,
+        packs: Sequence[tuple[int, str]],
+        poll_interval: float = 1.0,
+        scheduler: SchedulerBase | None = None,
+        adapter: str | None = "hci0",
+        timeouts: LinkTimeouts | None = None,
+        backoff: Backoff | None = None,
+        seed: int = 0,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError("poll interval must be positive")
+        self.packs = list(packs)
+        self.config = LinkConfig(poll_interval, timeouts or LinkTimeouts(), backoff or Backoff(), seed)
+        self.adapter = adapter
+        self._scheduler = scheduler
+        self.port: AdapterPort | None = None
+        self.links: list[PackLink] = []
+        self.states: reactivex.Observable[LinkEvent] = reactivex.empty()
+        self.readings: reactivex.Observable[PackReading] = reactivex.empty()
+        self._build()
+
+    def _build(self) -> None:
+        """Links need a running loop for their locks and clock; built here when one runs, else in start."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._scheduler is None:
+            from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+            self._scheduler = AsyncIOScheduler(loop)
+        self.port = AdapterPort(self.adapter)
+        self.links = [
+            PackLink(n, address, self.port, self._scheduler, self.config) for n, address in self.packs
+        ]
+        self.states = reactivex.merge(*(link.states for link in self.links))
+        self.readings = reactivex.merge(*(link.readings for link in self.links))
+
+    async def start(self) -> None:
+        if not self.links:
+            self._build()
+        for link in self.links:
+            await link.begin(reason="starting")
+        log.info("links started for %d packs on %s", len(self.links), self.adapter or "default adapter")
+
+    async def stop(self, timeout: float = 5.0) -> bool:
+        """True when every pack was released in time."""
+        closing = [asyncio.ensure_future(link.close()) for link in self.links]
+        done, pending = await asyncio.wait(closing, timeout=timeout) if closing else (set(), set())
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if task.exception() is not None:
+                log.warning("closing a link failed: %s", task.exception())
+        if self.port is not None:
+            await self.port.scanner.close()
+        if pending:
+            log.warning("%d of %d links did not close within %.1f s", len(pending), len(closing), timeout)
+        return not pending
+
+    @property
+    def drops(self) -> dict[int, int]:
+        """Frames thrown away per pack."""
+        return {link.pack: link.drops for link in self.links}

@@ -1,0 +1,880 @@
+"""A fake ``org.bluez`` on a private D-Bus that serves simulated JBD packs to **unmodified bleak**.
+
+It implements the slice of BlueZ that bleak uses (see ../shared/reference/stack-notes.md): the object
+manager, properties, ``Adapter1`` discovery, ``Device1`` connect/disconnect and a JBD GATT service (ff00
+with ff01 notify / ff02 write, or the fff0/fff1/fff2 variant). Requests written to the write characteristic
+go to :class:`~btbattery.sim.pack.SimPack`; its answer comes back as ``PropertiesChanged`` of the notify
+characteristic's ``Value``, 20 bytes at a time, paced like a BLE connection.
+
+It keeps real BlueZ's awkward habits because the link code must survive them: one ``Connect`` at a time
+per adapter (a second one fails with ``org.bluez.Error.InProgress``), discovery per D-Bus client, devices
+that only show up while somebody discovers and expire when unheard of, and an adapter that can vanish.
+Link faults (drop, drop mid-frame, silent, corrupt, truncate, delay, adapter loss) come from the
+scenario's timeline or from :meth:`FakeBluez.inject` / the ``Inject`` method of the control object for a
+fake in another process.
+
+Objects are served by one message handler over a plain dict of properties rather than exported
+``ServiceInterface`` objects: it needs the caller of ``StartDiscovery``, replies to ``Connect`` late, and
+removes and re-adds whole subtrees, all of which are simpler with the messages in hand.
+
+Run as a program: ``python -m btbattery.sim.bluez --bus-address ADDR --scenario NAME [--packs N]``; it prints
+``READY {"addresses": [...], "control": NAME}`` once it owns ``org.bluez``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from btbattery.protocol import jbd
+from btbattery.sim.pack import PackParams, SimBank, SimPack
+from btbattery.sim.scenario import Fault, Scenario, load_scenario
+
+log = logging.getLogger(__name__)
+
+BLUEZ = "org.bluez"
+ADAPTER_IFACE = "org.bluez.Adapter1"
+DEVICE_IFACE = "org.bluez.Device1"
+SERVICE_IFACE = "org.bluez.GattService1"
+CHAR_IFACE = "org.bluez.GattCharacteristic1"
+PROPS_IFACE = "org.freedesktop.DBus.Properties"
+OM_IFACE = "org.freedesktop.DBus.ObjectManager"
+
+# A second well-known name for the test/bench control object: it stays owned while org.bluez comes and goes.
+CONTROL_NAME = "io.btbattery.FakeBluez"
+CONTROL_PATH = "/io/btbattery/FakeBluez"
+CONTROL_IFACE = "io.btbattery.FakeBluez1"
+
+ERR_IN_PROGRESS = "org.bluez.Error.InProgress"
+ERR_FAILED = "org.bluez.Error.Failed"
+ERR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
+ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
+ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+
+BASE_UUID = "0000{:04x}-0000-1000-8000-00805f9b34fb"
+# (service, notify, write) short UUIDs of the two GATT layouts JBD units use.
+GATT_VARIANTS = {"ff00": (0xFF00, 0xFF01, 0xFF02), "fff0": (0xFFF0, 0xFFF1, 0xFFF2)}
+# Handles in the object paths: bleak reads the handle from the last four hex digits of each path.
+SERVICE_HANDLE, NOTIFY_HANDLE, WRITE_HANDLE = 0x000C, 0x000D, 0x0010
+# Shape only: a company id and the address bytes, as many cheap BMS boards advertise.
+MANUFACTURER_ID = 0x4A42
+
+LINK_FAULTS = ("drop", "drop_midframe", "silent", "corrupt", "truncate", "delay", "adapter_loss")
+
+
+@dataclass
+class Timing:
+    """How fast the fake radio is. Defaults are realistic; tests shrink them."""
+
+    advertise_interval: float = 0.5  # s between advertisements of an unconnected pack
+    connect_delay: float = 0.15  # s from Connect to Connected
+    resolve_delay: float = 0.05  # s from Connected to ServicesResolved
+    connect_fail_delay: float = 2.0  # s before a Connect to an absent pack fails
+    response_delay: float = 0.03  # s the BMS thinks before answering
+    chunk_interval: float = 0.0075  # s between notifications (one BLE connection interval)
+    physics_interval: float = 0.5  # s between physics steps
+    device_expiry: float = 30.0  # s an unconnected, unheard device stays in the object tree
+
+
+@dataclass
+class FakeStats:
+    """What the fake saw; tests assert on it."""
+
+    connect_calls: int = 0
+    connects_in_flight: int = 0
+    max_connects_in_flight: int = 0  # Connect calls overlapping on the adapter, refused ones included
+    in_progress_errors: int = 0
+    connects: int = 0  # successful
+    disconnects: int = 0
+    requests: int = 0
+    notifications: int = 0
+    discovery_starts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _ActiveFault:
+    kind: str
+    until: float  # loop time
+    delay: float = 0.0
+
+
+@dataclass(eq=False)
+class _Pack:
+    """One simulated pack as BlueZ sees it."""
+
+    number: int  # 1-based
+    sim: SimPack
+    address: str
+    name: str
+    path: str
+    variant: str = "ff00"
+    rssi: int = -60
+    exported: bool = False  # Device1 object present in the tree
+    connected: bool = False
+    notifying: bool = False
+    last_seen: float = 0.0
+    faults: dict[str, _ActiveFault] = field(default_factory=dict)
+    connect_task: asyncio.Task[None] | None = None
+    responder: asyncio.Task[None] | None = None
+    requests: asyncio.Queue[bytes] | None = None
+    request_buf: bytearray = field(default_factory=bytearray)
+
+    @property
+    def uuids(self) -> tuple[str, str, str]:
+        service, notify, write = GATT_VARIANTS[self.variant]
+        return BASE_UUID.format(service), BASE_UUID.format(notify), BASE_UUID.format(write)
+
+    @property
+    def service_path(self) -> str:
+        return f"{self.path}/service{SERVICE_HANDLE:04x}"
+
+    @property
+    def notify_path(self) -> str:
+        return f"{self.service_path}/char{NOTIFY_HANDLE:04x}"
+
+    @property
+    def write_path(self) -> str:
+        return f"{self.service_path}/char{WRITE_HANDLE:04x}"
+
+    def fault(self, kind: str, now: float) -> _ActiveFault | None:
+        active = self.faults.get(kind)
+        if active is not None and now >= active.until:
+            del self.faults[kind]
+            return None
+        return active
+
+
+def device_path(adapter: str, address: str) -> str:
+    return f"/org/bluez/{adapter}/dev_{address.upper().replace(':', '_')}"
+
+
+class FakeBluez:
+    """``fake = FakeBluez(scenario); await fake.start(); ...; await fake.stop()``.
+
+    ``scenario`` is a :class:`Scenario` or a scenario name/path. ``packs`` resizes it (extra packs are copies
+    with new addresses). ``variants`` maps a 1-based pack number to "fff0" for the alternative GATT layout.
+    ``scripted_faults=False`` ignores the scenario's fault timeline (tests inject their own).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str = "default",
+        *,
+        packs: int | None = None,
+        bus_address: str | None = None,
+        adapter: str = "hci0",
+        timing: Timing | None = None,
+        variants: dict[int, str] | None = None,
+        scripted_faults: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.scenario = resize_scenario(
+            load_scenario(scenario) if isinstance(scenario, str) else scenario, packs
+        )
+        self.bus_address = bus_address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "")
+        self.adapter = adapter
+        self.adapter_path = f"/org/bluez/{adapter}"
+        self.timing = timing or Timing()
+        self.scripted_faults = scripted_faults
+        self.stats = FakeStats()
+        self.bank: SimBank = self.scenario.build_bank()
+        self._rng = random.Random(self.scenario.seed if seed is None else seed)
+        variants = variants or {}
+        self.packs = [
+            _Pack(
+                number=i,
+                sim=sim,
+                address=sim.params.address.upper(),
+                name=sim.params.name,
+                path=device_path(adapter, sim.params.address),
+                variant=variants.get(i, "ff00"),
+                rssi=-55 - 4 * i,
+            )
+            for i, sim in enumerate(self.bank.packs, start=1)
+        ]
+        self._bus: MessageBus | None = None
+        self._objects: dict[str, dict[str, dict[str, Variant]]] = {}
+        self._adapter_present = False
+        self._discoverers: set[str] = set()
+        self._connecting: _Pack | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._advertiser: asyncio.Task[None] | None = None
+        self._waiters: list[tuple[Callable[[FakeBluez], bool], asyncio.Future[None]]] = []
+        self._t0 = 0.0
+
+    # ----- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> list[str]:
+        return [p.address for p in self.packs]
+
+    @property
+    def adapter_present(self) -> bool:
+        return self._adapter_present
+
+    def now(self) -> float:
+        """Seconds since :meth:`start` (the scenario's clock)."""
+        return asyncio.get_running_loop().time() - self._t0
+
+    async def start(self) -> None:
+        if not self.bus_address:
+            raise RuntimeError("no bus address: pass bus_address or set DBUS_SYSTEM_BUS_ADDRESS")
+        self._bus = bus = await MessageBus(bus_address=self.bus_address).connect()
+        bus.add_message_handler(self._on_message)
+        await self._call_daemon(
+            "AddMatch", "s", ["type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'"]
+        )
+        await bus.request_name(CONTROL_NAME)
+        self._t0 = asyncio.get_running_loop().time()
+        await self._adapter_up()
+        self._spawn(self._physics())
+        if self.scripted_faults:
+            for fault in self.scenario.faults:
+                self._spawn(self._scripted(fault))
+
+    async def stop(self) -> None:
+        """Disconnect every pack, leave the bus."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._bus is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._adapter_down()
+        self._bus.disconnect()
+        with contextlib.suppress(Exception):
+            await self._bus.wait_for_disconnect()
+        self._bus = None
+
+    async def __aenter__(self) -> FakeBluez:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ----- test API ------------------------------------------------------------------------------
+
+    def inject(self, pack: int, kind: str, duration: float = 5.0, delay: float = 0.0) -> None:
+        """Start a link fault on 1-based ``pack`` now, for ``duration`` seconds (see :data:`LINK_FAULTS`)."""
+        if kind not in LINK_FAULTS:
+            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(LINK_FAULTS)})")
+        if kind == "adapter_loss":
+            self._spawn(self._adapter_loss(duration))
+            return
+        target = self.packs[pack - 1]
+        until = asyncio.get_running_loop().time() + duration
+        target.faults[kind] = _ActiveFault(kind, until, delay)
+        log.info("fault %s on pack %d (%s) for %.1f s", kind, pack, target.address, duration)
+        if kind == "drop" and (target.connected or target.connect_task is not None):
+            self._spawn(self._link_down(target, "drop"))
+
+    def clear_faults(self) -> None:
+        for pack in self.packs:
+            pack.faults.clear()
+
+    def connected(self) -> list[int]:
+        """1-based numbers of the packs connected now."""
+        return [p.number for p in self.packs if p.connected]
+
+    async def wait_until(self, predicate: Callable[[FakeBluez], bool], timeout: float) -> None:
+        """Wait (bounded) until ``predicate(self)`` holds; re-checked on every connection change."""
+        if predicate(self):
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters = [w for w in self._waiters if w[1] is not fut]
+
+    def _changed(self) -> None:
+        for predicate, fut in list(self._waiters):
+            if not fut.done() and predicate(self):
+                fut.set_result(None)
+
+    # ----- object tree ---------------------------------------------------------------------------
+
+    def _emit(self, path: str, interface: str, member: str, signature: str, body: list[Any]) -> None:
+        if self._bus is not None and self._adapter_present:
+            self._bus.send(Message.new_signal(path, interface, member, signature, body))
+
+    def _add_object(self, path: str, interfaces: dict[str, dict[str, Variant]]) -> None:
+        self._objects[path] = interfaces
+        self._emit("/", OM_IFACE, "InterfacesAdded", "oa{sa{sv}}", [path, interfaces])
+
+    def _remove_object(self, path: str) -> None:
+        interfaces = self._objects.pop(path, None)
+        if interfaces is not None:
+            self._emit("/", OM_IFACE, "InterfacesRemoved", "oas", [path, list(interfaces)])
+
+    def _set(self, path: str, interface: str, **changes: Variant) -> None:
+        props = self._objects.get(path, {}).get(interface)
+        if props is None:
+            return
+        props.update(changes)
+        self._emit(path, PROPS_IFACE, "PropertiesChanged", "sa{sv}as", [interface, changes, []])
+
+    def _adapter_props(self) -> dict[str, Variant]:
+        return {
+            "Address": Variant("s", "00:1A:7D:DA:71:13"),
+            "AddressType": Variant("s", "public"),
+            "Name": Variant("s", "btbattery-fake"),
+            "Alias": Variant("s", "btbattery-fake"),
+            "Powered": Variant("b", True),
+            "Discoverable": Variant("b", False),
+            "Pairable": Variant("b", False),
+            "Discovering": Variant("b", False),
+            "Roles": Variant("as", ["central", "peripheral"]),
+            "UUIDs": Variant("as", []),
+        }
+
+    def _device_props(self, pack: _Pack) -> dict[str, Variant]:
+        mac = bytes.fromhex(pack.address.replace(":", ""))
+        return {
+            "Address": Variant("s", pack.address),
+            "AddressType": Variant("s", "public"),
+            "Name": Variant("s", pack.name),
+            "Alias": Variant("s", pack.name),
+            "Adapter": Variant("o", self.adapter_path),
+            "Paired": Variant("b", False),
+            "Bonded": Variant("b", False),
+            "Trusted": Variant("b", False),
+            "Blocked": Variant("b", False),
+            "LegacyPairing": Variant("b", False),
+            "Connected": Variant("b", pack.connected),
+            "ServicesResolved": Variant("b", False),
+            "RSSI": Variant("n", pack.rssi),
+            "UUIDs": Variant("as", [pack.uuids[0]]),
+            "ManufacturerData": Variant("a{qv}", {MANUFACTURER_ID: Variant("ay", mac)}),
+        }
+
+    def _export_gatt(self, pack: _Pack) -> None:
+        service_uuid, notify_uuid, write_uuid = pack.uuids
+        self._add_object(
+            pack.service_path,
+            {
+                SERVICE_IFACE: {
+                    "UUID": Variant("s", service_uuid),
+                    "Primary": Variant("b", True),
+                    "Device": Variant("o", pack.path),
+                    "Includes": Variant("ao", []),
+                }
+            },
+        )
+        for path, uuid, flags in (
+            (pack.notify_path, notify_uuid, ["read", "notify"]),
+            (pack.write_path, write_uuid, ["write-without-response", "write"]),
+        ):
+            props = {
+                "UUID": Variant("s", uuid),
+                "Service": Variant("o", pack.service_path),
+                "Value": Variant("ay", b""),
+                "Flags": Variant("as", flags),
+                "MTU": Variant("q", 23),
+            }
+            if "notify" in flags:
+                props["Notifying"] = Variant("b", False)
+            self._add_object(path, {CHAR_IFACE: props})
+
+    def _remove_gatt(self, pack: _Pack) -> None:
+        for path in (pack.write_path, pack.notify_path, pack.service_path):
+            self._remove_object(path)
+
+    # ----- adapter -------------------------------------------------------------------------------
+
+    async def _adapter_up(self) -> None:
+        assert self._bus is not None
+        self._objects.clear()
+        self._discoverers.clear()
+        await self._bus.request_name(BLUEZ)
+        self._adapter_present = True
+        self._add_object(self.adapter_path, {ADAPTER_IFACE: self._adapter_props()})
+        log.info("fake BlueZ owns %s with %d packs on %s", BLUEZ, len(self.packs), self.adapter)
+        self._changed()
+
+    async def _adapter_down(self) -> None:
+        """bluetoothd goes away: links drop, every object disappears, the bus name is released."""
+        for pack in self.packs:
+            await self._link_down(pack, "adapter lost")
+        self._stop_advertising()
+        for path in sorted(self._objects, key=len, reverse=True):
+            self._remove_object(path)
+        for pack in self.packs:
+            pack.exported = False
+        self._adapter_present = False
+        self._discoverers.clear()
+        if self._bus is not None and self._bus.connected:
+            await self._bus.release_name(BLUEZ)
+        log.info("fake BlueZ released %s", BLUEZ)
+        self._changed()
+
+    async def _adapter_loss(self, duration: float) -> None:
+        if not self._adapter_present:
+            return
+        await self._adapter_down()
+        await asyncio.sleep(duration)
+        await self._adapter_up()
+
+    def _start_advertising(self) -> None:
+        if self._advertiser is None or self._advertiser.done():
+            self._advertiser = self._spawn(self._advertise())
+
+    def _stop_advertising(self) -> None:
+        if self._advertiser is not None:
+            self._advertiser.cancel()
+            self._advertiser = None
+
+    async def _advertise(self) -> None:
+        """While anyone discovers, every unconnected pack in range advertises (a new device or new RSSI)."""
+        loop = asyncio.get_running_loop()
+        while self._discoverers and self._adapter_present:
+            now = loop.time()
+            for pack in self.packs:
+                if pack.connected or self._absent(pack, now):
+                    continue
+                pack.last_seen = now
+                rssi = pack.rssi + self._rng.randint(-3, 3)
+                if not pack.exported:
+                    pack.exported = True
+                    props = self._device_props(pack)
+                    props["RSSI"] = Variant("n", rssi)
+                    self._add_object(pack.path, {DEVICE_IFACE: props})
+                else:
+                    self._set(pack.path, DEVICE_IFACE, RSSI=Variant("n", rssi))
+            await asyncio.sleep(self.timing.advertise_interval)
+
+    def _absent(self, pack: _Pack, now: float) -> bool:
+        """Out of radio range: a dropped link stays down for the fault's duration."""
+        return pack.fault("drop", now) is not None or pack.fault("drop_midframe", now) is not None
+
+    def _expire_devices(self, now: float) -> None:
+        for pack in self.packs:
+            if (
+                pack.exported
+                and not pack.connected
+                and pack.connect_task is None
+                and now - pack.last_seen > self.timing.device_expiry
+            ):
+                pack.exported = False
+                self._remove_object(pack.path)
+
+    # ----- message handling ----------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> bool | Message | None:
+        if msg.message_type == MessageType.SIGNAL:
+            if msg.member == "NameOwnerChanged" and msg.body[2] == "":
+                self._client_gone(msg.body[0])
+            return None
+        if msg.message_type != MessageType.METHOD_CALL:
+            return None
+        if msg.path == CONTROL_PATH:
+            return self._control(msg)
+        if not self._adapter_present:
+            return None
+        interface, member, path = msg.interface, msg.member, msg.path or ""
+        if interface == OM_IFACE and member == "GetManagedObjects":
+            return Message.new_method_return(msg, "a{oa{sa{sv}}}", [self._objects])
+        if interface == PROPS_IFACE:
+            return self._properties(msg)
+        if path not in self._objects:
+            if path.startswith("/org/bluez/"):
+                return Message.new_error(msg, ERR_UNKNOWN_OBJECT, f"no object {path}")
+            return None
+        if interface == ADAPTER_IFACE:
+            return self._adapter_call(msg)
+        if interface == DEVICE_IFACE:
+            return self._device_call(msg)
+        if interface == CHAR_IFACE:
+            return self._char_call(msg)
+        return None
+
+    def _properties(self, msg: Message) -> Message:
+        props = self._objects.get(msg.path or "", {}).get(msg.body[0]) if msg.body else None
+        if props is None:
+            return Message.new_error(msg, ERR_INVALID_ARGS, f"no interface {msg.body[:1]} at {msg.path}")
+        if msg.member == "GetAll":
+            return Message.new_method_return(msg, "a{sv}", [props])
+        if msg.member == "Get":
+            if msg.body[1] not in props:
+                return Message.new_error(msg, ERR_INVALID_ARGS, f"no property {msg.body[1]}")
+            return Message.new_method_return(msg, "v", [props[msg.body[1]]])
+        if msg.member == "Set":
+            self._set(msg.path or "", msg.body[0], **{msg.body[1]: msg.body[2]})
+            return Message.new_method_return(msg)
+        return Message.new_error(msg, "org.freedesktop.DBus.Error.UnknownMethod", str(msg.member))
+
+    def _adapter_call(self, msg: Message) -> Message | None:
+        sender = msg.sender or ""
+        if msg.member == "SetDiscoveryFilter":
+            return Message.new_method_return(msg)
+        if msg.member == "StartDiscovery":
+            if sender in self._discoverers:
+                return Message.new_error(msg, ERR_IN_PROGRESS, "Operation already in progress")
+            self._discoverers.add(sender)
+            self.stats.discovery_starts += 1
+            self._discovery_changed()
+            return Message.new_method_return(msg)
+        if msg.member == "StopDiscovery":
+            if sender not in self._discoverers:
+                return Message.new_error(msg, ERR_FAILED, "No discovery started")
+            self._discoverers.discard(sender)
+            self._discovery_changed()
+            return Message.new_method_return(msg)
+        if msg.member == "RemoveDevice":
+            pack = self._pack_by_path(msg.body[0])
+            if pack is not None and pack.exported and not pack.connected:
+                pack.exported = False
+                self._remove_object(pack.path)
+            return Message.new_method_return(msg)
+        return None
+
+    def _discovery_changed(self) -> None:
+        discovering = bool(self._discoverers)
+        if self._objects[self.adapter_path][ADAPTER_IFACE]["Discovering"].value != discovering:
+            self._set(self.adapter_path, ADAPTER_IFACE, Discovering=Variant("b", discovering))
+        if discovering:
+            self._start_advertising()
+        else:
+            self._stop_advertising()
+
+    def _client_gone(self, name: str) -> None:
+        if name in self._discoverers:
+            self._discoverers.discard(name)
+            self._discovery_changed()
+
+    def _pack_by_path(self, path: str) -> _Pack | None:
+        for pack in self.packs:
+            if path.startswith(pack.path) and (len(path) == len(pack.path) or path[len(pack.path)] == "/"):
+                return pack
+        return None
+
+    def _reply(self, msg: Message, error: tuple[str, str] | None = None) -> None:
+        if self._bus is None or not self._bus.connected:
+            return
+        if error is None:
+            self._bus.send(Message.new_method_return(msg))
+        else:
+            self._bus.send(Message.new_error(msg, *error))
+
+    # ----- Device1 -------------------------------------------------------------------------------
+
+    def _device_call(self, msg: Message) -> Message | bool | None:
+        pack = self._pack_by_path(msg.path or "")
+        if pack is None:
+            return None
+        if msg.member == "Connect":
+            self.stats.connect_calls += 1
+            self.stats.connects_in_flight += 1
+            self.stats.max_connects_in_flight = max(
+                self.stats.max_connects_in_flight, self.stats.connects_in_flight
+            )
+            if pack.connected:
+                self._connect_done(msg)
+                return True
+            if self._connecting is not None:
+                self.stats.in_progress_errors += 1
+                self._connect_done(msg, (ERR_IN_PROGRESS, "Operation already in progress"))
+                return True
+            self._connecting = pack
+            pack.connect_task = self._spawn(self._connect(msg, pack))
+            self._changed()
+            return True
+        if msg.member == "Disconnect":
+            self._spawn(self._disconnect(msg, pack))
+            return True
+        return None
+
+    def _connect_done(self, msg: Message, error: tuple[str, str] | None = None) -> None:
+        self.stats.connects_in_flight -= 1
+        self._reply(msg, error)
+
+    async def _connect(self, msg: Message, pack: _Pack) -> None:
+        loop = asyncio.get_running_loop()
+        error: tuple[str, str] | None = None
+        try:
+            if self._absent(pack, loop.time()):
+                await asyncio.sleep(self.timing.connect_fail_delay)
+                error = (ERR_FAILED, "le-connection-timeout")
+                return
+            await asyncio.sleep(self.timing.connect_delay)
+            pack.connected = True
+            pack.request_buf.clear()
+            pack.requests = asyncio.Queue()
+            pack.responder = self._spawn(self._respond(pack))
+            self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", True))
+            self._export_gatt(pack)
+            await asyncio.sleep(self.timing.resolve_delay)
+            self._set(pack.path, DEVICE_IFACE, ServicesResolved=Variant("b", True))
+            self.stats.connects += 1
+            log.info("pack %d (%s) connected", pack.number, pack.address)
+        except asyncio.CancelledError:
+            error = (ERR_FAILED, "Operation was cancelled")
+            raise
+        finally:
+            if self._connecting is pack:
+                self._connecting = None
+            pack.connect_task = None
+            self._connect_done(msg, error)
+            self._changed()
+
+    async def _disconnect(self, msg: Message, pack: _Pack) -> None:
+        await self._link_down(pack, "disconnect requested")
+        self._reply(msg)
+
+    async def _link_down(self, pack: _Pack, why: str) -> None:
+        """The BLE link ends: a pending connect fails, notifications stop, GATT objects go away."""
+        task = pack.connect_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if pack.responder is not None and pack.responder is not asyncio.current_task():
+            pack.responder.cancel()
+        pack.responder = None
+        pack.requests = None
+        if not pack.connected:
+            return
+        pack.connected = False
+        pack.notifying = False
+        pack.last_seen = asyncio.get_running_loop().time()
+        self._set(pack.path, DEVICE_IFACE, ServicesResolved=Variant("b", False))
+        self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", False))
+        self._remove_gatt(pack)
+        self.stats.disconnects += 1
+        log.info("pack %d (%s) disconnected: %s", pack.number, pack.address, why)
+        self._changed()
+
+    # ----- GATT ----------------------------------------------------------------------------------
+
+    def _char_call(self, msg: Message) -> Message | None:
+        pack = self._pack_by_path(msg.path or "")
+        if pack is None or not pack.connected:
+            return Message.new_error(msg, ERR_NOT_CONNECTED, "Not connected")
+        path = msg.path or ""
+        if msg.member == "ReadValue":
+            return Message.new_method_return(msg, "ay", [self._objects[path][CHAR_IFACE]["Value"].value])
+        if msg.member == "StartNotify" and path == pack.notify_path:
+            pack.notifying = True
+            self._set(path, CHAR_IFACE, Notifying=Variant("b", True))
+            return Message.new_method_return(msg)
+        if msg.member == "StopNotify" and path == pack.notify_path:
+            pack.notifying = False
+            self._set(path, CHAR_IFACE, Notifying=Variant("b", False))
+            return Message.new_method_return(msg)
+        if msg.member == "WriteValue" and path == pack.write_path:
+            self._received(pack, bytes(msg.body[0]))
+            return Message.new_method_return(msg)
+        return Message.new_error(msg, "org.bluez.Error.NotSupported", f"{msg.member} not supported on {path}")
+
+    def _received(self, pack: _Pack, data: bytes) -> None:
+        """Collect written bytes into request frames (a request may come in pieces)."""
+        buf = pack.request_buf
+        buf += data
+        while buf:
+            start = buf.find(jbd.START)
+            if start < 0:
+                buf.clear()
+                return
+            del buf[:start]
+            if len(buf) < 4 or len(buf) < buf[3] + jbd.OVERHEAD:
+                return
+            size = buf[3] + jbd.OVERHEAD
+            request = bytes(buf[:size])
+            del buf[:size]
+            self.stats.requests += 1
+            if pack.requests is not None:
+                pack.requests.put_nowait(request)
+
+    async def _respond(self, pack: _Pack) -> None:
+        """The BMS answers one request at a time, through whatever fault is active."""
+        assert pack.requests is not None
+        queue = pack.requests
+        loop = asyncio.get_running_loop()
+        while True:
+            request = await queue.get()
+            now = loop.time()
+            if pack.fault("silent", now):
+                continue
+            chunks = pack.sim.notifications(request)
+            if not chunks:
+                continue
+            delay = self.timing.response_delay
+            late = pack.fault("delay", now)
+            if late is not None:
+                delay += late.delay
+            chunks = self._damage(pack, chunks, now)
+            await asyncio.sleep(delay)
+            midframe = pack.fault("drop_midframe", now) is not None
+            for i, chunk in enumerate(chunks):
+                if midframe and i == 1:
+                    await self._link_down(pack, "drop mid-frame")
+                    return
+                if not pack.notifying:
+                    break
+                self._set(pack.notify_path, CHAR_IFACE, Value=Variant("ay", chunk))
+                self.stats.notifications += 1
+                await asyncio.sleep(self.timing.chunk_interval)
+
+    def _damage(self, pack: _Pack, chunks: list[bytes], now: float) -> list[bytes]:
+        if pack.fault("corrupt", now) is not None:
+            frame = bytearray(b"".join(chunks))
+            frame[len(frame) // 2] ^= 0x5A  # a payload byte: the checksum no longer matches
+            chunks = jbd.split_notifications(bytes(frame))
+        if pack.fault("truncate", now) is not None:
+            frame = b"".join(chunks)
+            chunks = jbd.split_notifications(frame[: max(4, len(frame) * 2 // 3)])
+        return chunks
+
+    # ----- physics and timeline ------------------------------------------------------------------
+
+    async def _physics(self) -> None:
+        loop = asyncio.get_running_loop()
+        dt = self.timing.physics_interval
+        last = loop.time()
+        while True:
+            await asyncio.sleep(dt)
+            now = loop.time()
+            step, last = min(now - last, 2 * dt), now
+            self.scenario.advance(self.bank, now - self._t0 - step, step)
+            self._expire_devices(now)
+
+    async def _scripted(self, fault: Fault) -> None:
+        await asyncio.sleep(max(0.0, fault.at - self.now()))
+        self.inject(fault.pack, fault.kind, fault.duration, fault.delay)
+
+    def _control(self, msg: Message) -> Message | None:
+        """Control object for a fake in another process: Inject(pack, kind, duration, delay), Stats()."""
+        if msg.interface not in (CONTROL_IFACE, None):
+            return None
+        try:
+            if msg.member == "Inject":
+                pack, kind, duration, delay = msg.body
+                if not 1 <= pack <= len(self.packs):
+                    raise ValueError(f"no pack {pack}")
+                self.inject(int(pack), str(kind), float(duration), float(delay))
+                return Message.new_method_return(msg)
+            if msg.member == "Stats":
+                state = {
+                    **self.stats.as_dict(),
+                    "connected": self.connected(),
+                    "adapter_present": self._adapter_present,
+                }
+                return Message.new_method_return(msg, "s", [json.dumps(state)])
+        except (ValueError, TypeError) as exc:
+            return Message.new_error(msg, ERR_INVALID_ARGS, str(exc))
+        return None
+
+    # ----- helpers -------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("fake BlueZ task failed", exc_info=task.exception())
+
+    async def _call_daemon(self, member: str, signature: str, body: list[Any]) -> None:
+        assert self._bus is not None
+        await self._bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature=signature,
+                body=body,
+            )
+        )
+
+
+def resize_scenario(scenario: Scenario, packs: int | None) -> Scenario:
+    """The scenario with exactly ``packs`` packs: extra ones copy the existing ones with new addresses."""
+    if packs is None or packs == len(scenario.packs):
+        return scenario
+    if packs < 1:
+        raise ValueError("a bank needs at least one pack")
+    params: list[PackParams] = list(scenario.packs[:packs])
+    for i in range(len(params), packs):
+        template = scenario.packs[i % len(scenario.packs)]
+        params.append(
+            dataclasses.replace(
+                template,
+                address=f"A4:C1:37:5B:{i // 256:02X}:{i % 256:02X}",
+                name=f"{template.name.rsplit('-', 1)[0]}-{i + 1:02d}",
+            )
+        )
+    faults = [f for f in scenario.faults if f.pack <= packs]
+    changes = [c for c in scenario.changes if c.pack <= packs]
+    return dataclasses.replace(scenario, packs=params, faults=faults, changes=changes)
+
+
+# ----- program ----------------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    fake = FakeBluez(
+        args.scenario, packs=args.packs, bus_address=args.bus_address, scripted_faults=not args.no_faults
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await fake.start()
+    print("READY " + json.dumps({"addresses": fake.addresses, "control": CONTROL_NAME}), flush=True)
+    assert fake._bus is not None
+    gone = asyncio.ensure_future(fake._bus.wait_for_disconnect())
+    await asyncio.wait({gone, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    await fake.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m btbattery.sim.bluez", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--bus-address",
+        default=os.environ.get("DBUS_SYSTEM_BUS_ADDRESS"),
+        help="D-Bus address to serve org.bluez on (default: $DBUS_SYSTEM_BUS_ADDRESS)",
+    )
+    parser.add_argument("--scenario", default="default", help="built-in scenario name or JSON file")
+    parser.add_argument("--packs", type=int, default=None, help="number of packs (default: the scenario's)")
+    parser.add_argument("--no-faults", action="store_true", help="ignore the scenario's fault timeline")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="fake-bluez %(levelname)s %(message)s",
+    )
+    if not args.bus_address:
+        parser.error("--bus-address is required when DBUS_SYSTEM_BUS_ADDRESS is not set")
+    try:
+        return asyncio.run(_serve(args))
+    except (ValueError, OSError) as exc:
+        print(f"fake BlueZ: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
