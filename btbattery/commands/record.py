@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import heapq
+import os
 import random
 import sys
 from collections.abc import Iterator
@@ -58,13 +59,19 @@ def main(args: argparse.Namespace) -> int:
         poll_interval=poll_interval,
         meta={"scenario": scenario.name, "seed": scenario.seed, "duration": duration},
     )
-    out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+    if args.out == "-":
+        try:
+            RecordingWriter(sys.stdout, header).write_all(simulate(scenario, duration, poll_interval))
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader (e.g. head) stopped early: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     try:
-        writer = RecordingWriter(out, header)
-        writer.write_all(simulate(scenario, duration, poll_interval))
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        with open(args.out, "w", encoding="utf-8") as out:
+            RecordingWriter(out, header).write_all(simulate(scenario, duration, poll_interval))
+    except OSError as exc:
+        print(f"record: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -131,3 +131,9 @@ def test_a_bad_scenario_is_an_error_not_a_traceback(tmp_path: Path, capsys) -> N
     path.write_text('{"packs": [{"capacity_ah": -1}]}', encoding="utf-8")
     assert cli_main(["record", "--scenario", str(path), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "packs[0].capacity_ah" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "no-such-dir" / "x.jsonl"
+    assert cli_main(["record", "--duration", "2", "--out", str(target)]) == 2
+    assert "cannot write" in capsys.readouterr().err
