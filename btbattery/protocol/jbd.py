@@ -129,7 +129,7 @@ class FrameAssembler:
                 break
             total = buf[3] + OVERHEAD
             if len(buf) < total:
-                if self._rescue():
+                if buf.find(START, 1) > 0 and self._rescue():  # cheap test first: this runs per chunk
                     continue
                 break
             frame = self._verify(total)
@@ -178,7 +178,9 @@ class FrameAssembler:
         reason = None
         if buf[total - 1] != END:
             reason = DROP_END_MARKER
-        elif int.from_bytes(buf[total - 3 : total - 1], "big") != checksum(buf[2 : total - 3]):
+        elif (
+            int.from_bytes(buf[total - 3 : total - 1], "big") != (0x10000 - sum(buf[2 : total - 3])) & 0xFFFF
+        ):
             reason = DROP_CHECKSUM
         if reason is not None:
             # Keep everything after the bad start byte: a real frame may begin inside it.
