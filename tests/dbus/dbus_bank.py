@@ -164,3 +164,28 @@ class SignalListener:
         while not self.items_changed.empty():
             got.append(self.items_changed.get_nowait())
         return got
+
+
+async def get_items_when_name_appears(client: MessageBus, name: str) -> asyncio.Future[dict[str, Any]]:
+    """Do what Venus does: GetItems the instant ``name`` gets an owner. Await the result later."""
+    first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    def on_message(msg: Message) -> None:
+        appeared = msg.message_type is MessageType.SIGNAL and msg.member == "NameOwnerChanged"
+        if appeared and msg.body[0] == name and msg.body[2] and not first.done():
+            task = asyncio.ensure_future(get_items(client, name))
+            task.add_done_callback(lambda t: first.done() or first.set_result(t.result()))
+
+    client.add_message_handler(on_message)
+    rule = f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{name}'"
+    await client.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=[rule],
+        )
+    )
+    return first

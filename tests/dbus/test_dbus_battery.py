@@ -9,7 +9,15 @@ import math
 from pathlib import Path
 
 from conftest import ServiceFactory
-from dbus_bank import SignalListener, bank_state, call, get_items, pack_reading, with_snapshot
+from dbus_bank import (
+    SignalListener,
+    bank_state,
+    call,
+    get_items,
+    get_items_when_name_appears,
+    pack_reading,
+    with_snapshot,
+)
 from dbus_fast import MessageType
 from dbus_fast.aio import MessageBus
 
@@ -121,6 +129,17 @@ async def test_get_items_has_every_path_with_its_type(
     assert [items[f"/Balances/Cell1_{c}"]["Value"].value for c in (1, 2, 3, 4)] == [1, 0, 1, 0]
     assert items["/Connected"]["Value"].value == 1
     assert items["/TimeToGo"]["Value"].value == 320 * 3600 // 10
+
+
+async def test_first_get_items_after_the_name_appears_has_every_cell(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    first_items = await get_items_when_name_appears(client, SERVICE_NAME)
+    service = await start_service(packs=16, cells_per_pack=16)
+    items = await asyncio.wait_for(first_items, 5)
+    assert set(items) == set(service.tree.paths())
+    assert "/Voltages/Cell16_16" in items and "/Balances/Cell16_16" in items
+    assert "/Parallel/Battery16/Address" in items
 
 
 async def test_one_change_one_items_changed_with_only_that_path(

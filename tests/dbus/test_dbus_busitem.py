@@ -6,7 +6,7 @@ import asyncio
 import math
 
 import pytest
-from dbus_bank import SignalListener, call, get_items
+from dbus_bank import SignalListener, call, get_items, get_items_when_name_appears
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
@@ -182,33 +182,7 @@ async def test_unknown_path_is_unknown_object(served, client: MessageBus) -> Non
 
 async def test_name_appears_only_when_every_path_exists(session_bus: str, client: MessageBus) -> None:
     """React to NameOwnerChanged the way Venus does: GetItems the instant the name appears."""
-    first_items: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-
-    def on_message(msg: Message) -> None:
-        if (
-            (
-                msg.message_type is MessageType.SIGNAL
-                and msg.member == "NameOwnerChanged"
-                and msg.body[0] == NAME
-            )
-            and msg.body[2]
-            and not first_items.done()
-        ):
-            task = asyncio.ensure_future(get_items(client, NAME))
-            task.add_done_callback(lambda t: first_items.set_result(t.result()))
-
-    client.add_message_handler(on_message)
-    rule = f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{NAME}'"
-    await client.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member="AddMatch",
-            signature="s",
-            body=[rule],
-        )
-    )
+    first_items = await get_items_when_name_appears(client, NAME)
     many = {f"/Voltages/Cell{p}_{c}": 3.3 for p in range(1, 17) for c in range(1, 17)}
     tree, bus, _ = await serve(many)
     try:
