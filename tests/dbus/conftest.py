@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dbus_bank import ADDRESSES
+from dbus_bank import ADDRESSES, ServiceFactory
 from dbus_fast.aio import MessageBus
 
 from btbattery.dbus.battery import BatteryService
 from btbattery.dbus.busitem import connect_bus
-
-ServiceFactory = Callable[..., Awaitable[BatteryService]]
 
 
 @pytest.fixture

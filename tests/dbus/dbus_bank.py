@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
@@ -22,7 +23,11 @@ from btbattery.model import (
     Protection,
 )
 
+if TYPE_CHECKING:
+    from btbattery.dbus.battery import BatteryService
+
 BUSITEM = "com.victronenergy.BusItem"
+ServiceFactory = Callable[..., Awaitable["BatteryService"]]  # the start_service fixture
 ADDRESSES = [f"AA:BB:CC:DD:EE:{n:02X}" for n in range(1, 17)]
 
 

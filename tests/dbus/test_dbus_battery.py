@@ -8,8 +8,8 @@ import json
 import math
 from pathlib import Path
 
-from conftest import ServiceFactory
 from dbus_bank import (
+    ServiceFactory,
     SignalListener,
     bank_state,
     call,

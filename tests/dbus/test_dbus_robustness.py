@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import ServiceFactory
-from dbus_bank import BUSITEM, SignalListener, bank_state, call, get_items, with_snapshot
+from dbus_bank import BUSITEM, ServiceFactory, SignalListener, bank_state, call, get_items, with_snapshot
 from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
