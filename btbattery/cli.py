@@ -55,10 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "--version":
         print(f"dbus-btbattery {__version__}")
         return 0
-    if not argv:
-        sys.stderr.write(_top_help())
-        return 2
-    name = argv.pop(0) if argv[0] in COMMANDS else "run"
+    # No command means the service itself: runit starts it bare and it reads BATTERY_ADDRESSES.
+    name = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     parser, module = command_parser(name)
     args = parser.parse_args(argv)
     return int(module.main(args) or 0)

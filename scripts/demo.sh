@@ -4,8 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-if .venv/bin/python -c 'import btbattery.commands.demo' 2>/dev/null; then
-    exec .venv/bin/dbus-btbattery demo "$@"
-fi
-# Until the demo lands: decode the sample recording.
-exec .venv/bin/dbus-btbattery decode --file tests/data/sample.jsonl
+exec .venv/bin/dbus-btbattery demo "$@"

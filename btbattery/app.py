@@ -1,0 +1,350 @@
+"""The service: links -> pipeline -> D-Bus, with a watchdog, clean shutdown and clear fatal errors.
+
+This is the thin I/O shell around the pure stages. Exit codes are for runit: 0 after SIGTERM/SIGINT, non-zero
+for anything that should make the supervisor restart us (no adapter, bus lost, stalled loop, no data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from btbattery.config import Config
+from btbattery.model import BankState, LinkState, PackReading
+
+log = logging.getLogger("btbattery")
+
+EXIT_OK = 0
+EXIT_FATAL = 1  # no adapter, bus lost, ...
+EXIT_WATCHDOG = 3  # stalled loop or no data: runit restarts us
+
+# How long to wait for every pack's first reading before publishing, so the cell paths exist when the
+# name appears (Venus clients read GetItems once). Packs still silent then get paths when they report.
+FIRST_READINGS_WAIT = 6.0
+SUMMARY_EVERY = 300.0  # s between INFO summary lines
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    dbus_address: str | None = None
+    service_name: str = "com.victronenergy.battery.virtual_parallel"
+    adapter: str | None = "hci0"
+    device_instance: int = 1
+    state_file: str | None = None
+    no_data_timeout: float = 600.0  # s without any pack's reading before the watchdog exits
+    stall_timeout: float = 60.0  # s the event loop may be blocked before the watchdog exits
+
+
+class Fatal(Exception):
+    """An unrecoverable fault: one clear message, non-zero exit."""
+
+    def __init__(self, message: str, code: int = EXIT_FATAL) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def check_adapter(adapter: str | None) -> None:
+    """Refuse to start without BlueZ and an adapter: retrying forever would only hide the fault."""
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except (OSError, EOFError) as exc:
+        raise Fatal(f"no system D-Bus to reach BlueZ: {exc}") from None
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
+    finally:
+        bus.disconnect()
+    if reply.message_type != MessageType.METHOD_RETURN:
+        raise Fatal("no Bluetooth: BlueZ (org.bluez) is not running; is Bluetooth enabled on this device?")
+    adapters = sorted(
+        path.rsplit("/", 1)[-1] for path, ifaces in reply.body[0].items() if "org.bluez.Adapter1" in ifaces
+    )
+    if not adapters or (adapter and adapter not in adapters):
+        wanted = f"adapter {adapter}" if adapter else "a Bluetooth adapter"
+        raise Fatal(f"no Bluetooth adapter: BlueZ has {', '.join(adapters) or 'none'}, wanted {wanted}")
+
+
+class Watchdog:
+    """Exits for runit when the loop stalls (a thread notices) or no pack has delivered data for too long."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, options: RunOptions, fatal: asyncio.Future[int]
+    ) -> None:
+        self._loop = loop
+        self._options = options
+        self._fatal = fatal
+        self._beat = time.monotonic()
+        self._last_data = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch_stall, name="watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._loop.call_soon(self._heartbeat)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def saw_data(self) -> None:
+        self._last_data = time.monotonic()
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        self._beat = now
+        silent = now - self._last_data
+        if silent > self._options.no_data_timeout and not self._fatal.done():
+            log.error("watchdog: no pack has delivered data for %.0f s; exiting for a restart", silent)
+            self._fatal.set_result(EXIT_WATCHDOG)
+        if not self._stop.is_set():
+            self._loop.call_later(1.0, self._heartbeat)
+
+    def _watch_stall(self) -> None:
+        import os
+
+        limit = self._options.stall_timeout
+        while not self._stop.wait(limit / 4):
+            stalled = time.monotonic() - self._beat
+            if stalled > limit:
+                # The loop cannot run our code any more, so nothing graceful is possible from here.
+                log.critical("watchdog: event loop stalled for %.0f s; exiting for a restart", stalled)
+                logging.shutdown()
+                os._exit(EXIT_WATCHDOG)
+
+
+class StateLog:
+    """Logs what a person reading /var/log/dbus-btbattery/current wants: changes, and a periodic summary."""
+
+    def __init__(self) -> None:
+        self._active: int | None = None
+        self._flags: tuple[bool, bool, bool] | None = None
+        self._reasons: tuple[str, ...] = ()
+        self._next_summary = 0.0
+
+    def __call__(self, state: BankState) -> None:
+        snap, imb, limits = state.snapshot, state.imbalance, state.limits
+        if snap.active_packs != self._active:
+            log.info("bank: %d of %d packs active", snap.active_packs, snap.total_packs)
+            self._active = snap.active_packs
+        flags = (imb.voltage, imb.current, imb.soc)
+        if flags != self._flags:
+            if self._flags is not None or any(flags):
+                log.warning(
+                    "imbalance: voltage=%d current=%d soc=%d (spreads %s V, %s, %s %%)",
+                    *flags,
+                    _fmt(imb.voltage_spread),
+                    _fmt(imb.current_spread),
+                    _fmt(imb.soc_spread),
+                )
+            self._flags = flags
+        # Reasons carry live figures; log when the kind of reason changes, not every figure.
+        kinds = tuple(_NUMBER.sub("#", reason) for reason in limits.reasons)
+        if kinds != self._reasons:
+            log.info("limits: %s", ", ".join(limits.reasons) or "at configured maximum")
+            self._reasons = kinds
+        if snap.time >= self._next_summary:
+            self._next_summary = snap.time + SUMMARY_EVERY
+            log.info(
+                "bank: %s V %s A SoC %s %%; CVL %.2f V CCL %.1f A DCL %.1f A",
+                _fmt(snap.voltage),
+                _fmt(snap.current),
+                _fmt(snap.soc),
+                limits.charge_voltage,
+                limits.charge_current,
+                limits.discharge_current,
+            )
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def _fmt(value: float | None) -> str:
+    return "---" if value is None else f"{value:.2f}"
+
+
+class Service:
+    """One run of the service; ``await run()`` returns the exit code."""
+
+    def __init__(self, config: Config, options: RunOptions) -> None:
+        self.config = config
+        self.options = options
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        fatal: asyncio.Future[int] = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _resolve, fatal, EXIT_OK, sig)
+        try:
+            return await self._run(loop, fatal)
+        except Fatal as exc:
+            log.error("%s", exc)
+            return exc.code
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, fatal: asyncio.Future[int]) -> int:
+        from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+        from btbattery.dbus.busitem import connect_bus
+        from btbattery.link.manager import LinkManager
+        from btbattery.pipeline.streams import build_pipeline
+
+        packs = self.config.packs
+        await check_adapter(self.options.adapter)
+        try:
+            bus = await connect_bus(self.options.dbus_address)
+        except (OSError, EOFError) as exc:
+            raise Fatal(f"cannot connect to the D-Bus to publish on: {exc}") from None
+        scheduler = AsyncIOScheduler(loop)
+        links = LinkManager(
+            [(p.number, p.address) for p in packs], self.config.poll_interval, scheduler, self.options.adapter
+        )
+        watchdog = Watchdog(loop, self.options, fatal)
+        cells = FirstReadings(len(packs))
+        disposables = [
+            links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),
+            links.states.subscribe(on_next=_log_link_event),
+        ]
+        sink = BankSink()
+        bank = build_pipeline(
+            packs,
+            [link.readings for link in links.links],
+            [link.states for link in links.links],
+            self.config,
+            scheduler,
+        )
+        disposables.append(bank.subscribe(on_next=sink, on_error=lambda e: _resolve(fatal, EXIT_FATAL, e)))
+        watchdog.start()
+        await links.start()
+        service = None
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(cells.all_seen), FIRST_READINGS_WAIT)
+            service = await self._publish_service(bus, cells.cells_per_pack)
+            sink.attach(service)
+            lost = asyncio.ensure_future(service.wait_lost())
+            lost.add_done_callback(lambda f: _resolve(fatal, EXIT_FATAL, "the publishing D-Bus connection"))
+            code = await fatal
+        finally:
+            watchdog.stop()
+            for disposable in disposables:
+                disposable.dispose()
+            await links.stop(timeout=5.0)
+            if service is not None:
+                with contextlib.suppress(Exception):
+                    await service.stop()
+            bus.disconnect()
+        log.info("stopped (exit %d)", code)
+        return code
+
+    async def _publish_service(self, bus: Any, cells_per_pack: int | None) -> Any:
+        from btbattery.dbus.battery import BatteryService, bank_unique_id
+        from btbattery.dbus.settings import device_instance
+
+        addresses = [p.address for p in self.config.packs]
+        instance = await device_instance(
+            bus, bank_unique_id(addresses), fallback=self.options.device_instance
+        )
+        kwargs: dict[str, Any] = {}
+        if self.options.state_file:
+            kwargs["custom_name_store"] = self.options.state_file
+        service = BatteryService(
+            bus,
+            [(p.number, p.address) for p in self.config.packs],
+            cells_per_pack=cells_per_pack,
+            service_name=self.options.service_name,
+            device_instance=instance,
+            low_cell_voltage=self.config.min_cell_voltage,
+            **kwargs,
+        )
+        try:
+            await service.start()
+        except Exception as exc:
+            raise Fatal(f"cannot publish {self.options.service_name} on D-Bus: {exc}") from None
+        log.info("publishing %s (device instance %d)", self.options.service_name, instance)
+        return service
+
+
+class BankSink:
+    """The one subscriber of the bank stream: logs, and publishes once the D-Bus service exists.
+
+    A single subscription matters: each subscription to the pipeline is a bank of its own, and one made late
+    would miss the link states already emitted.
+    """
+
+    def __init__(self) -> None:
+        self._service: Any = None
+        self._latest: BankState | None = None
+        self._log = StateLog()
+
+    def attach(self, service: Any) -> None:
+        self._service = service
+        if self._latest is not None:
+            service.publish(self._latest)
+            self._latest = None
+
+    def __call__(self, state: BankState) -> None:
+        self._log(state)
+        if self._service is None:
+            self._latest = state
+        else:
+            self._service.publish(state)
+
+
+class FirstReadings:
+    """Learns how many cells each pack has from its first reading."""
+
+    def __init__(self, packs: int) -> None:
+        self._counts: dict[int, int] = {}
+        self._packs = packs
+        self.all_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def cells_per_pack(self) -> int | None:
+        return max(self._counts.values(), default=None)
+
+    def saw(self, reading: PackReading) -> None:
+        if reading.pack in self._counts:
+            return
+        cells = reading.cells.voltages if reading.cells else ()
+        self._counts[reading.pack] = len(cells) or reading.info.cell_count
+        if len(self._counts) >= self._packs and not self.all_seen.done():
+            self.all_seen.set_result(None)
+
+
+def _log_link_event(event: Any) -> None:
+    level = logging.WARNING if event.state == LinkState.BACKOFF else logging.INFO
+    log.log(
+        level,
+        "pack %d %s: link %s%s",
+        event.pack,
+        event.address,
+        event.state.value,
+        f" ({event.reason})" if event.reason else "",
+    )
+
+
+def _resolve(fatal: asyncio.Future[int], code: int, why: object) -> None:
+    if fatal.done():
+        return
+    if code == EXIT_OK:
+        log.info("signal %s: shutting down", getattr(why, "name", why))
+    else:
+        log.error("fatal: %s lost; exiting for a restart", why)
+    fatal.set_result(code)

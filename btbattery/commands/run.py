@@ -1,0 +1,116 @@
+"""`dbus-btbattery -p MAC[:/path.ini] ...`: the service itself (what runit starts on a Venus device)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--parallel",
+        dest="packs",
+        nargs="+",
+        metavar="MAC[:/path.ini]",
+        default=[],
+        help="the packs wired in parallel, numbered 1..N in this order; each may name its own config file "
+        "(default: BATTERY_ADDRESSES from the config)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: /data/etc/dbus-btbattery/"
+        "config.ini, then /etc/dbus-btbattery/config.ini, then built-in defaults)",
+    )
+    parser.add_argument(
+        "--dbus-address",
+        metavar="ADDR",
+        help="publish on this D-Bus (default: the session bus "
+        "when DBUS_SESSION_BUS_ADDRESS is set, else the system bus)",
+    )
+    parser.add_argument(
+        "--service-name",
+        default="com.victronenergy.battery.virtual_parallel",
+        help="D-Bus service name (default: %(default)s)",
+    )
+    parser.add_argument("--adapter", default="hci0", help="Bluetooth adapter (default: %(default)s)")
+    parser.add_argument(
+        "--device-instance",
+        type=int,
+        default=1,
+        metavar="N",
+        help="VRM device instance when no settings service answers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help="where /CustomName is kept (default: /data/etc/dbus-btbattery/state.json)",
+    )
+    parser.add_argument(
+        "--watchdog",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="exit for a restart when no pack has delivered data for S seconds (default: 600)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("BTBATTERY_LOG_LEVEL", "INFO"),
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="log detail on stderr (default: INFO; DEBUG shows every frame)",
+    )
+
+
+def setup_logging(level: str) -> None:
+    """One line per event on stderr; multilog adds the timestamp, so we do not."""
+    logging.basicConfig(
+        level=getattr(logging, level), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # transitions narrates every callback at INFO; our own link log already says what matters.
+    logging.getLogger("transitions").setLevel(max(logging.WARNING, getattr(logging, level)))
+
+
+def main(args: argparse.Namespace) -> int:
+    from btbattery.app import RunOptions, Service
+    from btbattery.config import ConfigError, load_config
+
+    setup_logging(args.log_level)
+    log = logging.getLogger("btbattery")
+    if args.watchdog <= 0:
+        print("dbus-btbattery: --watchdog must be a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, args.packs)
+    except ConfigError as exc:
+        print(f"dbus-btbattery: {exc}", file=sys.stderr)
+        return 2
+    if not config.packs:
+        print(
+            "dbus-btbattery: no packs: give them with -p MAC [MAC ...] or set BATTERY_ADDRESSES in the "
+            f"config ({', '.join(config.sources)})",
+            file=sys.stderr,
+        )
+        return 2
+    for spec in config.packs:
+        log.info(
+            "pack %d %s: charge limit %.0f A, discharge limit %.0f A%s",
+            spec.number,
+            spec.address,
+            spec.charge_limit,
+            spec.discharge_limit,
+            f" (from {spec.config_path})" if spec.config_path else "",
+        )
+    options = RunOptions(
+        dbus_address=args.dbus_address,
+        service_name=args.service_name,
+        adapter=args.adapter or None,
+        device_instance=args.device_instance,
+        state_file=args.state_file,
+        no_data_timeout=args.watchdog,
+    )
+    return asyncio.run(Service(config, options).run())
