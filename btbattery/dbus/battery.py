@@ -213,13 +213,18 @@ class BatteryService:
         for path, text in BANK_PATHS.items():
             self.tree.add(path, text=text)
         self.tree["/Parallel/TotalBatteries"] = len(self.packs)
+        # Until the first tick the bank has proven nothing: limits start at zero, like any unknown limit.
+        for path in ("/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"):
+            self.tree[path] = 0.0
+        self.tree["/Io/AllowToCharge"] = self.tree["/Io/AllowToDischarge"] = 0
         for number, address in self.packs:
             self._add_pack(number, address)
             self._ensure_cells(number, cells_per_pack or 0)
 
     @property
     def unique_id(self) -> str:
-        return "btbattery_" + self.serial
+        """The key for this bank's device instance in localsettings (see settings.device_instance)."""
+        return bank_unique_id([address for _, address in self.packs])
 
     def _add_identity(self, device_instance: int, product_name: str, process_name: str) -> None:
         tree = self.tree

@@ -115,6 +115,8 @@ async def test_get_items_has_every_path_with_its_type(
     assert len(cells) == 4 * 16 * 2
     assert items["/ProductId"]["Value"].value == PRODUCT_ID
     assert items["/Connected"]["Value"].value == 0
+    assert items["/Info/MaxChargeCurrent"]["Value"].value == 0.0  # no tick yet: limits start at zero
+    assert items["/Dc/0/Voltage"]["Value"].signature == "ai"  # ...but measurements are unknown
     assert items["/Parallel/Battery3/Address"]["Value"].value == "AA:BB:CC:DD:EE:03"
 
     service.publish(bank_state(4, 16))
