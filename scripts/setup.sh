@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 command -v dbus-send >/dev/null 2>&1 || need+=(dbus-bin)
+command -v busctl >/dev/null 2>&1 || need+=(systemd)  # busctl: an independent client in tests/dbus
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update -qq
