@@ -43,32 +43,23 @@ class LinkManager:
         self.config = LinkConfig(poll_interval, timeouts or LinkTimeouts(), backoff or Backoff(), seed)
         self.adapter = adapter
         self._scheduler = scheduler
-        self.port: AdapterPort | None = None
-        self.links: list[PackLink] = []
-        self.states: reactivex.Observable[LinkEvent] = reactivex.empty()
-        self.readings: reactivex.Observable[PackReading] = reactivex.empty()
-        self._build()
+        # Everything is built now, without a running loop, so callers can subscribe before start().
+        self.port = AdapterPort(adapter)
+        self.links: list[PackLink] = [
+            PackLink(n, address, self.port, scheduler, self.config) for n, address in self.packs
+        ]
+        self.states: reactivex.Observable[LinkEvent] = reactivex.merge(*(link.states for link in self.links))
+        self.readings: reactivex.Observable[PackReading] = reactivex.merge(
+            *(link.readings for link in self.links)
+        )
 
-    def _build(self) -> None:
-        """Links need a running loop for their locks and clock; built here when one runs, else in start."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
+    async def start(self) -> None:
         if self._scheduler is None:
             from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-            self._scheduler = AsyncIOScheduler(loop)
-        self.port = AdapterPort(self.adapter)
-        self.links = [
-            PackLink(n, address, self.port, self._scheduler, self.config) for n, address in self.packs
-        ]
-        self.states = reactivex.merge(*(link.states for link in self.links))
-        self.readings = reactivex.merge(*(link.readings for link in self.links))
-
-    async def start(self) -> None:
-        if not self.links:
-            self._build()
+            self._scheduler = AsyncIOScheduler(asyncio.get_running_loop())
+            for link in self.links:
+                link.scheduler = self._scheduler
         for link in self.links:
             await link.begin(reason="starting")
         log.info("links started for %d packs on %s", len(self.links), self.adapter or "default adapter")
@@ -82,8 +73,7 @@ class LinkManager:
         for task in done:
             if task.exception() is not None:
                 log.warning("closing a link failed: %s", task.exception())
-        if self.port is not None:
-            await self.port.scanner.close()
+        await self.port.scanner.close()
         if pending:
             log.warning("%d of %d links did not close within %.1f s", len(pending), len(closing), timeout)
         return not pending

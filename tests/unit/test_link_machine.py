@@ -201,3 +201,20 @@ def test_diagram_command_reports_an_unwritable_folder(
     blocker.write_text("x")
     assert main(["diagram", "--out", str(blocker / "sub")]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+# ----- manager construction ------------------------------------------------------------------------
+
+
+def test_manager_builds_every_link_without_a_running_loop() -> None:
+    from btbattery.link.manager import LinkManager
+
+    manager = LinkManager([(1, "a4:c1:37:00:00:01"), (2, "A4:C1:37:00:00:02")], poll_interval=0.5)
+    assert [(link.pack, link.address, link.state) for link in manager.links] == [
+        (1, "A4:C1:37:00:00:01", IDLE),
+        (2, "A4:C1:37:00:00:02", IDLE),
+    ]
+    assert all(link.port is manager.port for link in manager.links)  # one lock and one scan per adapter
+    assert manager.drops == {1: 0, 2: 0}
+    with pytest.raises(ValueError, match="poll interval"):
+        LinkManager([(1, "A4:C1:37:00:00:01")], poll_interval=0)
