@@ -98,7 +98,8 @@ check_addresses() {
 # ---- the program ----
 
 check_source() {
-    for need in btbattery/__init__.py dbus-btbattery.py configs/default_config.ini service/run service/log/run; do
+    for need in btbattery/__init__.py dbus-btbattery.py configs/default_config.ini service/run \
+        service/python-env.sh service/log/run; do
         [ -e "$SRC/$need" ] || die "$SRC/$need is missing: run this script from a $NAME checkout or release archive"
     done
 }
@@ -118,18 +119,18 @@ install_program() {
     dest=$ROOT$APP_DIR
     mkdir -p "$dest"
     if [ "$(cd "$dest" && pwd -P)" != "$SRC" ]; then
-        for item in btbattery configs ext dbus-btbattery.py scan.py parallel_lfp_config.ini VERSION README.md \
-            installservice.sh uninstallservice.sh; do
+        for item in btbattery configs ext ext-dbus-fast dbus-btbattery.py scan.py parallel_lfp_config.ini \
+            VERSION README.md installservice.sh uninstallservice.sh; do
             if [ -e "$SRC/$item" ]; then replace_item "$item"; fi
         done
         # A checkout's caches were compiled by another Python; the device compiles its own.
         find "$dest/btbattery" -depth -type d -name __pycache__ -exec rm -rf {} \;
         # service/ itself stays: runit keeps its supervise/ state in there while the service runs.
         mkdir -p "$dest/service/log"
-        cp "$SRC/service/run" "$dest/service/run.new"
-        mv "$dest/service/run.new" "$dest/service/run"
-        cp "$SRC/service/log/run" "$dest/service/log/run.new"
-        mv "$dest/service/log/run.new" "$dest/service/log/run"
+        for file in run python-env.sh log/run; do
+            cp "$SRC/service/$file" "$dest/service/$file.new"
+            mv "$dest/service/$file.new" "$dest/service/$file"
+        done
     fi
     chmod 755 "$dest/service/run" "$dest/service/log/run" "$dest/dbus-btbattery.py"
     [ -d "$dest/ext" ] || warn "no ext/ folder with bleak, reactivex and transitions: install from the release archive (scripts/build-release.sh) unless this Python already has them"
@@ -295,13 +296,17 @@ start_service() {
 # On the device itself: compile once now instead of at every start, and say what the Python lacks.
 check_python() {
     [ -z "$ROOT" ] && command -v python3 >/dev/null 2>&1 || return 0
-    python3 -m compileall -q "$APP_DIR/btbattery" "$APP_DIR/ext" >/dev/null 2>&1 || true
-    PYTHONPATH="$APP_DIR/ext" python3 - <<'EOF' || warn "the service will not start until the above is fixed"
+    python3 -m compileall -q "$APP_DIR/btbattery" "$APP_DIR/ext" "$APP_DIR/ext-dbus-fast" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2034 # app is read by python-env.sh
+    app=$APP_DIR
+    # shellcheck disable=SC1091 # part of the program
+    . "$APP_DIR/service/python-env.sh"
+    python3 - <<'EOF' || warn "the service will not start until the above is fixed"
 import importlib, sys
 problems = []
 if sys.version_info < (3, 11):
     problems.append("Python 3.11 or later is needed (Venus OS v3.60+), this is %d.%d" % sys.version_info[:2])
-for name in ("dbus_fast", "bleak", "reactivex", "transitions"):
+for name in ("dbus_fast", "bleak.backends.bluezdbus.manager", "reactivex", "transitions"):
     try:
         importlib.import_module(name)
     except Exception as error:

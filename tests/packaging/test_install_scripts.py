@@ -30,7 +30,13 @@ from installroot import (
 
 from btbattery import __version__
 
-SCRIPTS = ("installservice.sh", "uninstallservice.sh", "service/run", "service/log/run")
+SCRIPTS = (
+    "installservice.sh",
+    "uninstallservice.sh",
+    "service/run",
+    "service/python-env.sh",
+    "service/log/run",
+)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ def test_every_runtime_dependency_but_dbus_fast_is_shipped() -> None:
     needed = requirement_names(project["dependencies"]) - {"dbus-fast"}
     shipped = requirement_names((REPO / "scripts/release-requirements.txt").read_text().splitlines())
     assert needed <= shipped, f"add {sorted(needed - shipped)} to scripts/release-requirements.txt"
-    assert "dbus-fast" not in shipped
+    assert "dbus-fast" not in shipped  # compiled: the firmware's, or the pure-Python fallback below
+    fallback = requirement_names((REPO / "scripts/release-dbus-fast.txt").read_text().splitlines())
+    assert fallback == {"dbus-fast"}
 
 
 skip_build = pytest.mark.skipif(
@@ -86,7 +88,9 @@ def test_the_archive_holds_the_program_and_pure_python_dependencies(archive: Pat
         assert members[PREFIX + executable].mode & 0o111, executable
     for package in VENDORED:
         assert any(n.startswith(f"{PREFIX}ext/{package}") for n in names), package
-    assert not any("dbus_fast" in n or n.endswith((".so", ".pyc")) or "__pycache__" in n for n in names)
+    assert f"{PREFIX}ext-dbus-fast/dbus_fast/message.py" in names
+    assert not any(n.startswith(f"{PREFIX}ext/dbus_fast") for n in names)
+    assert not any(n.endswith((".so", ".pyc", ".c")) or "__pycache__" in n for n in names)
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())
 
     digest = (archive.parent / f"{archive.name}.sha256").read_text().split()[0]
@@ -137,33 +141,81 @@ def test_installed_in_place_under_data(archive: Path, tmp_path: Path) -> None:
     assert (root / CONF).is_file()
 
 
+def bleak_needs_dbus_fast_major(app: Path) -> int:
+    """The dbus-fast major version the shipped bleak declares it needs."""
+    (metadata,) = (app / "ext").glob("bleak-*.dist-info/METADATA")
+    for line in metadata.read_text().splitlines():
+        if line.startswith("Requires-Dist: dbus-fast"):
+            return int(line.split(">=")[1].split(".")[0])
+    raise AssertionError("bleak no longer declares dbus-fast")
+
+
+def run_on_system(app: Path, system: Path, tmp_path: Path, check: str) -> subprocess.CompletedProcess[str]:
+    """Run ``check`` the way service/run starts the program, with ``system`` as the only site-packages."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    python3 = bin_dir / "python3"
+    # -S: nothing from this machine's environment; the firmware's packages are given by PYTHONPATH.
+    python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    python3.chmod(0o755)
+    env = dict(
+        os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(system), app=str(app)
+    )
+    script = '. "$app/service/python-env.sh"; exec python3 -c "$1"'
+    return subprocess.run(
+        ["sh", "-c", script, "sh", check], cwd=app, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+IMPORT_CHECK = (
+    "import bleak, reactivex, transitions, dbus_fast, bleak.backends.bluezdbus.manager;"
+    "from btbattery.config import find_defaults; find_defaults();"
+    "print(bleak.__file__); print(dbus_fast.__file__)"
+)
+
+
 @skip_build
-def test_the_shipped_dependencies_import_with_only_dbus_fast_from_the_system(
-    archive: Path, tmp_path: Path
-) -> None:
-    app = unpack(archive, tmp_path)
-    # Stand-in for the firmware's python3-dbus-fast: a folder holding that package and nothing else.
+def test_the_service_uses_the_firmwares_dbus_fast_when_new_enough(archive: Path, tmp_path: Path) -> None:
     import dbus_fast
 
-    system = tmp_path / "system-site-packages"
+    app = unpack(archive, tmp_path / "unpacked")
+    system = tmp_path / "site-packages"
     system.mkdir()
     (system / "dbus_fast").symlink_to(Path(dbus_fast.__file__).parent)
-    check = (
-        "import sys, bleak, reactivex, transitions;"
-        "import bleak.backends.bluezdbus.manager;"
-        "from btbattery.config import find_defaults; find_defaults();"
-        "assert all(m.__file__.startswith(sys.argv[1]) for m in (bleak, reactivex, transitions))"
-    )
-    env = dict(os.environ, PYTHONPATH=f"{app / 'ext'}{os.pathsep}{system}")
+    (metadata,) = Path(dbus_fast.__file__).parent.parent.glob("dbus_fast-*.dist-info")
+    (system / metadata.name).symlink_to(metadata)
+    assert int(metadata.name.split("-")[1].split(".")[0]) >= bleak_needs_dbus_fast_major(app)
 
-    # -S: no site-packages at all, so nothing can come from this machine's environment.
-    result = subprocess.run(
-        [sys.executable, "-S", "-c", check, str(app / "ext")],
+    result = run_on_system(app, system, tmp_path, IMPORT_CHECK)
+
+    assert result.returncode == 0, result.stderr
+    bleak_file, dbus_fast_file = result.stdout.split()
+    assert bleak_file.startswith(str(app / "ext"))
+    assert dbus_fast_file.startswith(str(system))
+
+
+@skip_build
+def test_the_service_falls_back_to_the_shipped_dbus_fast_when_the_firmwares_is_old(
+    archive: Path, tmp_path: Path
+) -> None:
+    app = unpack(archive, tmp_path / "unpacked")
+    env_file = (app / "service/python-env.sh").read_text()
+    assert f"DBUS_FAST_MIN={bleak_needs_dbus_fast_major(app)}\n" in env_file
+    # What scarthgap-based firmware ships (python3-dbus-fast 2.21.1): bleak 3 cannot import its backend on it.
+    system = tmp_path / "site-packages"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(system)]
+    subprocess.run([*pip, "dbus-fast==2.21.1"], check=True, capture_output=True, timeout=120)
+    without_fallback = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_CHECK],
         cwd=app,
-        env=env,
+        env=dict(os.environ, PYTHONPATH=f"{app / 'ext'}{os.pathsep}{system}"),
         capture_output=True,
         text=True,
         timeout=60,
     )
+    assert without_fallback.returncode != 0 and "dbus_fast" in without_fallback.stderr
+
+    result = run_on_system(app, system, tmp_path, IMPORT_CHECK)
 
     assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1].startswith(str(app / "ext-dbus-fast"))
