@@ -115,8 +115,9 @@ async def test_stays_responsive_under_a_flood_of_calls(start_service: ServiceFac
                                                        session_bus: str) -> None:  # fmt: skip
     service = await start_service(packs=4, cells_per_pack=16)
     state = bank_state()
-    service.publish(state)
     listener = await SignalListener(client, SERVICE_NAME).start()
+    service.publish(state)
+    await listener.next_items_changed()  # the first, full publish
     flooder = await MessageBus(bus_address=session_bus).connect()
     gate = asyncio.Semaphore(IN_FLIGHT)
     paths = [f"/Voltages/Cell{p}_{c}" for p in range(1, 5) for c in range(1, 17)] + ["/No/Such"]
