@@ -233,6 +233,7 @@ class Service:
         watchdog.start()
         await links.start()
         service = None
+        lost: asyncio.Future[BaseException] | None = None
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(cells.all_seen), FIRST_READINGS_WAIT)
@@ -243,6 +244,8 @@ class Service:
             code = await fatal
         finally:
             watchdog.stop()
+            if lost is not None:
+                lost.cancel()
             for disposable in disposables:
                 disposable.dispose()
             await links.stop(timeout=5.0)

@@ -1,0 +1,129 @@
+"""An independent D-Bus client reading a battery service the way Venus does: GetItems, then ItemsChanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+BUSITEM = "com.victronenergy.BusItem"
+DBUS = {
+    "destination": "org.freedesktop.DBus",
+    "path": "/org/freedesktop/DBus",
+    "interface": "org.freedesktop.DBus",
+}
+
+
+def _plain(props: dict[str, Any]) -> Any:
+    value = props["Value"].value
+    return None if isinstance(value, list) and not value else value  # empty array = invalid
+
+
+class VenusClient:
+    """Follows one service: ``values`` always holds the latest value per path (None = invalid)."""
+
+    def __init__(self, bus: MessageBus, service: str) -> None:
+        self.bus = bus
+        self.service = service
+        self.values: dict[str, Any] = {}
+        self.owner: str | None = None
+        self.items_changed = 0
+        self._changed = asyncio.Event()
+        bus.add_message_handler(self._on_message)
+
+    @classmethod
+    async def connect(cls, address: str, service: str) -> VenusClient:
+        bus = await MessageBus(bus_address=address).connect()
+        client = cls(bus, service)
+        rule = f"type='signal',interface='{BUSITEM}',member='ItemsChanged',path='/'"
+        await bus.call(Message(**DBUS, member="AddMatch", signature="s", body=[rule]))
+        rule = f"type='signal',member='NameOwnerChanged',arg0='{service}'"
+        await bus.call(Message(**DBUS, member="AddMatch", signature="s", body=[rule]))
+        return client
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.message_type != MessageType.SIGNAL:
+            return
+        if msg.member == "ItemsChanged" and msg.sender == self.owner:
+            self.items_changed += 1
+            for path, props in msg.body[0].items():
+                self.values[path] = _plain(props)
+            self._changed.set()
+        elif msg.member == "NameOwnerChanged" and msg.body[0] == self.service:
+            self.owner = msg.body[2] or None
+            self._changed.set()
+
+    async def name_owner(self) -> str | None:
+        reply = await self.bus.call(
+            Message(**DBUS, member="GetNameOwner", signature="s", body=[self.service])
+        )
+        return reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else None
+
+    async def get_items(self) -> dict[str, Any]:
+        reply = await self.bus.call(
+            Message(destination=self.service, path="/", interface=BUSITEM, member="GetItems")
+        )
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+        return {path: _plain(props) for path, props in reply.body[0].items()}
+
+    async def wait_for_service(self, timeout: float) -> None:
+        """Wait for the name, then read every path once (the Venus scan)."""
+        await self.wait_until(lambda c: c.owner is not None, timeout, poll_owner=True)
+        self.values.update(await self.get_items())
+
+    async def wait_until(
+        self, predicate: Callable[[VenusClient], bool], timeout: float, poll_owner: bool = False
+    ) -> None:
+        async def watch() -> None:
+            while True:
+                if poll_owner and self.owner is None:
+                    self.owner = await self.name_owner()
+                if predicate(self):
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(watch(), timeout)
+
+    def close(self) -> None:
+        self.bus.disconnect()
+
+
+async def fake_bluez_stats(address: str) -> dict[str, Any]:
+    """What the fake BlueZ saw (connect attempts, live connections, ...), through its control object."""
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="io.btbattery.FakeBluez",
+                path="/io/btbattery/FakeBluez",
+                interface="io.btbattery.FakeBluez1",
+                member="Stats",
+            )
+        )
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+        return json.loads(reply.body[0])
+    finally:
+        bus.disconnect()
+
+
+async def inject_fault(address: str, pack: int, kind: str, duration: float, delay: float = 0.0) -> None:
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="io.btbattery.FakeBluez",
+                path="/io/btbattery/FakeBluez",
+                interface="io.btbattery.FakeBluez1",
+                member="Inject",
+                signature="isdd",
+                body=[pack, kind, duration, delay],
+            )
+        )
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+    finally:
+        bus.disconnect()
