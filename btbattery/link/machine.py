@@ -13,6 +13,7 @@ together are processed one after the other, the second usually ignored as invali
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,11 @@ def build_machine(model: object, timeouts: LinkTimeouts, backoff: Backoff, name:
     """One asyncio machine with state timeouts driving ``model`` (which provides the callbacks)."""
     from transitions.extensions.asyncio import AsyncMachine, AsyncTimeout
     from transitions.extensions.states import add_state_features
+
+    # transitions logs two INFO lines per state change without the pack's name; the link logs its own.
+    quiet = logging.getLogger("transitions")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
 
     @add_state_features(AsyncTimeout)
     class LinkMachine(AsyncMachine):

@@ -141,7 +141,8 @@ class PackLink:
     async def close(self) -> None:
         """Stop polling, stop notifications, disconnect. The caller bounds the time."""
         self._closing = True
-        await self.halt(reason="stopping")
+        if self.state != IDLE:
+            await self.halt(reason="stopping")
         activity, self._activity = self._activity, None
         if activity is not None and not activity.done():
             activity.cancel()
@@ -164,8 +165,12 @@ class PackLink:
         if self.state == BACKOFF:
             delay = self._machine.get_state(BACKOFF).timeout
             self._log(logging.INFO, "backing off %.1f s: %s", delay, reason)
+        elif self.state == POLLING:
+            self._log(
+                logging.INFO, "polling every %g s (connection %d)", self.config.poll_interval, self.connects
+            )
         else:
-            self._log(logging.INFO if self.state in (POLLING, IDLE) else logging.DEBUG, "%s", reason or "->")
+            self._log(logging.INFO if self.state == IDLE else logging.DEBUG, "%s", reason or "entered")
         self.states.on_next(LinkEvent(self.pack, self.address, self._now(), LinkState(self.state), reason))
         activity = self._ACTIVITIES.get(self.state)
         if activity is not None and not self._closing:

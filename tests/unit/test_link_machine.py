@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,12 @@ def test_manager_builds_every_link_without_a_running_loop() -> None:
     assert manager.drops == {1: 0, 2: 0}
     with pytest.raises(ValueError, match="poll interval"):
         LinkManager([(1, "A4:C1:37:00:00:01")], poll_interval=0)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed (SVG is optional)")
+def test_diagram_command_renders_svg_with_graphviz(tmp_path: Path) -> None:
+    from btbattery.cli import main
+
+    assert main(["diagram", "--out", str(tmp_path)]) == 0
+    svg = (tmp_path / "link-states.svg").read_text(encoding="utf-8")
+    assert "<svg" in svg and all(s["name"] in svg for s in STATES)
