@@ -13,7 +13,7 @@ from btbattery.link.machine import Backoff, LinkTimeouts
 from btbattery.link.manager import LinkManager
 from btbattery.model import LinkEvent, LinkState, PackReading
 from btbattery.sim.bluez import FakeBluez, Timing
-from btbattery.sim.scenario import Scenario, load_scenario
+from btbattery.sim.scenario import Fault, Scenario, load_scenario
 
 POLL = 0.4  # s; short so tests are quick, long enough that 2 cores keep up with 6 packs
 FAST_RADIO = Timing(
@@ -115,8 +115,10 @@ class LinkRig:
         timing: Timing = FAST_RADIO,
         variants: dict[int, str] | None = None,
         timeouts: LinkTimeouts = FAST_LINK,
+        faults: list[Fault] | None = None,
     ) -> None:
-        self.fake = FakeBluez(scenario(packs), timing=timing, variants=variants, scripted_faults=False)
+        bank = dataclasses.replace(scenario(packs), faults=faults or [])
+        self.fake = FakeBluez(bank, timing=timing, variants=variants, scripted_faults=bool(faults))
         self.poll = poll
         self.timeouts = timeouts
         self.rec = Recorder()

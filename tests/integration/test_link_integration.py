@@ -176,3 +176,16 @@ async def test_alternative_gatt_layout_fff0() -> None:
         await rig.rec.all_polling(rig.packs)
         await rig.rec.readings_after(1, 2, since=0, timeout=5.0)
         assert rig.fake.packs[0].uuids[1].startswith("0000fff1")
+
+
+async def test_scenario_faults_play_on_their_timeline() -> None:
+    from btbattery.sim.scenario import Fault
+
+    faults = [Fault(at=1.0, pack=1, kind="drop", duration=0.5)]
+    async with LinkRig(packs=2, faults=faults) as rig:
+        rec = rig.rec
+        await rec.all_polling(rig.packs)
+        await rec.wait(lambda: LinkState.BACKOFF in rec.states_of(1), 10.0, "the scripted drop of pack 1")
+        assert rig.fake.now() >= 1.0
+        await rec.wait(lambda: rec.state(1) == LinkState.POLLING, 10.0, "pack 1 polling again")
+        assert LinkState.BACKOFF not in rec.states_of(2)
