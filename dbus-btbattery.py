@@ -3,10 +3,17 @@
 
 import os
 import sys
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
-from btbattery.cli import main
+# A release carries its pure-Python dependencies in ext/ (Venus OS has no pip): find them first.
+from btbattery.vendored import use_shipped_packages  # noqa: E402
+
+use_shipped_packages(Path(HERE))
+
+from btbattery.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -98,8 +98,7 @@ check_addresses() {
 # ---- the program ----
 
 check_source() {
-    for need in btbattery/__init__.py dbus-btbattery.py configs/default_config.ini service/run \
-        service/python-env.sh service/log/run; do
+    for need in btbattery/__init__.py dbus-btbattery.py configs/default_config.ini service/run service/log/run; do
         [ -e "$SRC/$need" ] || die "$SRC/$need is missing: run this script from a $NAME checkout or release archive"
     done
 }
@@ -127,7 +126,7 @@ install_program() {
         find "$dest/btbattery" -depth -type d -name __pycache__ -exec rm -rf {} \;
         # service/ itself stays: runit keeps its supervise/ state in there while the service runs.
         mkdir -p "$dest/service/log"
-        for file in run python-env.sh log/run; do
+        for file in run log/run; do
             cp "$SRC/service/$file" "$dest/service/$file.new"
             mv "$dest/service/$file.new" "$dest/service/$file"
         done
@@ -293,19 +292,29 @@ start_service() {
     # A new link is started by svscan within a few seconds.
 }
 
-# On the device itself: compile once now instead of at every start, and say what the Python lacks.
+# On the device itself (or when BTBATTERY_CHECK_PYTHON=1): compile once now instead of at every start, and
+# say what the Python lacks and which dbus-fast the service will use.
 check_python() {
-    [ -z "$ROOT" ] && command -v python3 >/dev/null 2>&1 || return 0
-    python3 -m compileall -q "$APP_DIR/btbattery" "$APP_DIR/ext" "$APP_DIR/ext-dbus-fast" >/dev/null 2>&1 || true
-    # shellcheck disable=SC2034 # app is read by python-env.sh
-    app=$APP_DIR
-    # shellcheck disable=SC1091 # part of the program
-    . "$APP_DIR/service/python-env.sh"
-    python3 - <<'EOF' || warn "the service will not start until the above is fixed"
+    if [ -n "$ROOT" ] && [ "${BTBATTERY_CHECK_PYTHON:-}" != 1 ]; then return 0; fi
+    if ! command -v python3 >/dev/null 2>&1; then
+        warn "no python3 found: the service needs Python 3.11 or later (Venus OS v3.60+)"
+        return 0
+    fi
+    app=$ROOT$APP_DIR
+    if [ -z "$ROOT" ]; then
+        python3 -m compileall -q "$app/btbattery" "$app/ext" "$app/ext-dbus-fast" >/dev/null 2>&1 || true
+    fi
+    python3 - "$app" <<'EOF' || warn "the service will not start until the above is fixed"
 import importlib, sys
-problems = []
 if sys.version_info < (3, 11):
-    problems.append("Python 3.11 or later is needed (Venus OS v3.60+), this is %d.%d" % sys.version_info[:2])
+    sys.exit("installservice.sh: Python 3.11 or later is needed (Venus OS v3.60+), this is %d.%d"
+             % sys.version_info[:2])
+from pathlib import Path
+app = sys.argv[1]
+sys.path.insert(0, app)
+from btbattery.vendored import use_shipped_packages
+use_shipped_packages(Path(app))
+problems = []
 for name in ("dbus_fast", "bleak.backends.bluezdbus.manager", "reactivex", "transitions"):
     try:
         importlib.import_module(name)
@@ -313,6 +322,10 @@ for name in ("dbus_fast", "bleak.backends.bluezdbus.manager", "reactivex", "tran
         problems.append("cannot import %s: %s" % (name, error))
 for problem in problems:
     print("installservice.sh: " + problem, file=sys.stderr)
+if "dbus_fast" in sys.modules:
+    where = sys.modules["dbus_fast"].__file__
+    shipped = "/ext-dbus-fast/" in where
+    print("  dbus-fast: " + ("the pure-Python copy shipped in ext-dbus-fast/" if shipped else where))
 sys.exit(1 if problems else 0)
 EOF
 }

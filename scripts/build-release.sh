@@ -5,12 +5,12 @@
 # The archive unpacks to dbus-btbattery/: the program, configs/, service/, installservice.sh,
 # uninstallservice.sh, ext/ with the pure-Python dependencies of scripts/release-requirements.txt, and
 # ext-dbus-fast/ with dbus-fast built as pure Python (scripts/release-dbus-fast.txt), which the service uses
-# only when the firmware's python3-dbus-fast is too old for bleak (service/python-env.sh). On the GX device:
+# only when the firmware's python3-dbus-fast is too old for bleak (btbattery/vendored.py). On the GX device:
 #   tar -xzf dbus-btbattery-<version>.tar.gz -C /data && /data/dbus-btbattery/installservice.sh [MAC ...]
 #
 # Only wheels that suit any platform are accepted (--platform any), and dbus-fast is built without Cython
 # (SKIP_CYTHON=1), so nothing compiled can slip in; the build fails if a .so does. PYTHON picks the interpreter whose pip is used
-# (default .venv/bin/python, else python3). The archive is reproducible: sorted, root-owned, dated by the
+# (default .venv/bin/python, else python3); RELEASE_PIP_CACHE its wheel cache for the dbus-fast build. The archive is reproducible: sorted, root-owned, dated by the
 # last commit (or SOURCE_DATE_EPOCH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,7 @@ find "$stage" -depth \( -name __pycache__ -o -name '*.pyc' -o -name '*.egg-info'
 # compiled build cached by some other pip run is never picked up.
 SKIP_CYTHON=1 "$python" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
     --target "$stage/ext-dbus-fast" --no-deps --no-compile --no-binary dbus-fast \
-    --cache-dir build/release-pip-cache -r scripts/release-dbus-fast.txt \
+    --cache-dir "${RELEASE_PIP_CACHE:-build/release-pip-cache}" -r scripts/release-dbus-fast.txt \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 rm -rf "$stage/ext/bin" "$stage/ext-dbus-fast/bin"
 find "$stage" -name '*.so' -print -quit | grep -q . && {

@@ -30,13 +30,7 @@ from installroot import (
 
 from btbattery import __version__
 
-SCRIPTS = (
-    "installservice.sh",
-    "uninstallservice.sh",
-    "service/run",
-    "service/python-env.sh",
-    "service/log/run",
-)
+SCRIPTS = ("installservice.sh", "uninstallservice.sh", "service/run", "service/log/run")
 
 
 @dataclass(frozen=True)

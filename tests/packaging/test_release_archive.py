@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,18 +52,35 @@ skip_build = pytest.mark.skipif(
 )
 
 
-def build(dist: Path) -> Path:
-    env = dict(os.environ, DIST_DIR=str(dist), PYTHON=sys.executable)
+UNSHIPPED = (".git", ".venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis")
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A still copy of the working tree, so that edits made while the tests run cannot change the build."""
+    copy = tmp_path_factory.mktemp("checkout") / "btbattery"
+    shutil.copytree(REPO, copy, symlinks=True, ignore=shutil.ignore_patterns(*UNSHIPPED))
+    return copy
+
+
+def build(checkout: Path, dist: Path) -> Path:
+    env = dict(
+        os.environ,
+        DIST_DIR=str(dist),
+        PYTHON=sys.executable,
+        SOURCE_DATE_EPOCH="1700000000",
+        RELEASE_PIP_CACHE=str(REPO / "build/release-pip-cache"),
+    )
     result = subprocess.run(
-        [str(REPO / "scripts/build-release.sh")], env=env, capture_output=True, text=True, timeout=120
+        [str(checkout / "scripts/build-release.sh")], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     return dist / f"dbus-btbattery-{__version__}.tar.gz"
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield build(tmp_path_factory.mktemp("dist"))
+def archive(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield build(checkout, tmp_path_factory.mktemp("dist"))
 
 
 @skip_build
@@ -98,8 +116,8 @@ def test_the_archive_holds_the_program_and_pure_python_dependencies(archive: Pat
 
 
 @skip_build
-def test_the_build_is_reproducible(archive: Path, tmp_path: Path) -> None:
-    assert build(tmp_path).read_bytes() == archive.read_bytes()
+def test_the_build_is_reproducible(checkout: Path, archive: Path, tmp_path: Path) -> None:
+    assert build(checkout, tmp_path).read_bytes() == archive.read_bytes()
 
 
 def unpack(archive: Path, into: Path) -> Path:
@@ -141,33 +159,25 @@ def test_installed_in_place_under_data(archive: Path, tmp_path: Path) -> None:
     assert (root / CONF).is_file()
 
 
-def bleak_needs_dbus_fast_major(app: Path) -> int:
-    """The dbus-fast major version the shipped bleak declares it needs."""
-    (metadata,) = (app / "ext").glob("bleak-*.dist-info/METADATA")
-    for line in metadata.read_text().splitlines():
-        if line.startswith("Requires-Dist: dbus-fast"):
-            return int(line.split(">=")[1].split(".")[0])
-    raise AssertionError("bleak no longer declares dbus-fast")
-
-
-def run_on_system(app: Path, system: Path, tmp_path: Path, check: str) -> subprocess.CompletedProcess[str]:
-    """Run ``check`` the way service/run starts the program, with ``system`` as the only site-packages."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    python3 = bin_dir / "python3"
-    # -S: nothing from this machine's environment; the firmware's packages are given by PYTHONPATH.
-    python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
-    python3.chmod(0o755)
-    env = dict(
-        os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(system), app=str(app)
-    )
-    script = '. "$app/service/python-env.sh"; exec python3 -c "$1"'
+def python_with_only(
+    site: Path, code: str, *args: str, cwd: Path, extra: Sequence[Path] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a Python whose only packages are ``site`` (standing in for the firmware's) and
+    ``extra``: -S drops this machine's site-packages."""
     return subprocess.run(
-        ["sh", "-c", script, "sh", check], cwd=app, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-S", "-c", code, *args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, [*extra, site]))),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-IMPORT_CHECK = (
+# Load the real entry point without running main (its top level sets up the path), then import what the
+# service needs.
+ENTRY_CHECK = (
+    "import runpy, sys; runpy.run_path(sys.argv[1], run_name='probe');"
     "import bleak, reactivex, transitions, dbus_fast, bleak.backends.bluezdbus.manager;"
     "from btbattery.config import find_defaults; find_defaults();"
     "print(bleak.__file__); print(dbus_fast.__file__)"
@@ -175,47 +185,56 @@ IMPORT_CHECK = (
 
 
 @skip_build
-def test_the_service_uses_the_firmwares_dbus_fast_when_new_enough(archive: Path, tmp_path: Path) -> None:
+def test_the_program_uses_the_firmwares_dbus_fast_when_new_enough(archive: Path, tmp_path: Path) -> None:
     import dbus_fast
 
     app = unpack(archive, tmp_path / "unpacked")
-    system = tmp_path / "site-packages"
-    system.mkdir()
-    (system / "dbus_fast").symlink_to(Path(dbus_fast.__file__).parent)
-    (metadata,) = Path(dbus_fast.__file__).parent.parent.glob("dbus_fast-*.dist-info")
-    (system / metadata.name).symlink_to(metadata)
-    assert int(metadata.name.split("-")[1].split(".")[0]) >= bleak_needs_dbus_fast_major(app)
+    firmware = tmp_path / "site-packages"
+    firmware.mkdir()
+    package = Path(dbus_fast.__file__).parent
+    (firmware / "dbus_fast").symlink_to(package)
+    for info in package.parent.glob("dbus_fast-*.dist-info"):
+        (firmware / info.name).symlink_to(info)
 
-    result = run_on_system(app, system, tmp_path, IMPORT_CHECK)
+    result = python_with_only(firmware, ENTRY_CHECK, str(app / "dbus-btbattery.py"), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     bleak_file, dbus_fast_file = result.stdout.split()
     assert bleak_file.startswith(str(app / "ext"))
-    assert dbus_fast_file.startswith(str(system))
+    assert dbus_fast_file.startswith(str(firmware))
 
 
 @skip_build
-def test_the_service_falls_back_to_the_shipped_dbus_fast_when_the_firmwares_is_old(
+def test_the_program_falls_back_to_the_shipped_dbus_fast_when_the_firmwares_is_old(
     archive: Path, tmp_path: Path
 ) -> None:
     app = unpack(archive, tmp_path / "unpacked")
-    env_file = (app / "service/python-env.sh").read_text()
-    assert f"DBUS_FAST_MIN={bleak_needs_dbus_fast_major(app)}\n" in env_file
-    # What scarthgap-based firmware ships (python3-dbus-fast 2.21.1): bleak 3 cannot import its backend on it.
-    system = tmp_path / "site-packages"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(system)]
+    # What firmware built on OE scarthgap ships (python3-dbus-fast 2.21.1).
+    firmware = tmp_path / "site-packages"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(firmware)]
     subprocess.run([*pip, "dbus-fast==2.21.1"], check=True, capture_output=True, timeout=120)
-    without_fallback = subprocess.run(
-        [sys.executable, "-S", "-c", IMPORT_CHECK],
-        cwd=app,
-        env=dict(os.environ, PYTHONPATH=f"{app / 'ext'}{os.pathsep}{system}"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert without_fallback.returncode != 0 and "dbus_fast" in without_fallback.stderr
+    # The reason for the fallback: bleak 3 cannot load its BlueZ backend on that dbus-fast.
+    bare = python_with_only(firmware, "import bleak.backends.bluezdbus.manager", cwd=app, extra=[app / "ext"])
+    assert bare.returncode != 0 and "dbus_fast" in bare.stderr
 
-    result = run_on_system(app, system, tmp_path, IMPORT_CHECK)
+    result = python_with_only(firmware, ENTRY_CHECK, str(app / "dbus-btbattery.py"), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[1].startswith(str(app / "ext-dbus-fast"))
+
+
+@skip_build
+def test_the_installer_checks_the_python_it_will_run_on(archive: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    app = unpack(archive, root / "data")
+    env = dict(os.environ, BTBATTERY_ROOT=str(root), BTBATTERY_CHECK_PYTHON="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+
+    result = subprocess.run(
+        ["sh", str(app / "installservice.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "cannot import" not in result.stderr and "will not start" not in result.stderr
+    assert "  dbus-fast: " in result.stdout
