@@ -103,6 +103,7 @@ class FakeStats:
     requests: int = 0
     notifications: int = 0
     discovery_starts: int = 0
+    expired_devices: int = 0  # device objects removed after device_expiry unheard
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -475,6 +476,7 @@ class FakeBluez:
             ):
                 pack.exported = False
                 self._remove_object(pack.path)
+                self.stats.expired_devices += 1
 
     # ----- message handling ----------------------------------------------------------------------
 
