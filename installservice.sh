@@ -132,7 +132,7 @@ install_program() {
         done
     fi
     chmod 755 "$dest/service/run" "$dest/service/log/run" "$dest/dbus-btbattery.py"
-    [ -d "$dest/ext" ] || warn "no ext/ folder with bleak, reactivex and transitions: install from the release archive (scripts/build-release.sh) unless this Python already has them"
+    [ -d "$dest/ext" ] || warn "no ext/ folder: bleak, reactivex and transitions must then come with this Python; on Venus OS install from the release archive (scripts/build-release.sh makes it)"
 }
 
 # ---- the config ----

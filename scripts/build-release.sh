@@ -6,12 +6,15 @@
 # uninstallservice.sh, ext/ with the pure-Python dependencies of scripts/release-requirements.txt, and
 # ext-dbus-fast/ with dbus-fast built as pure Python (scripts/release-dbus-fast.txt), which the service uses
 # only when the firmware's python3-dbus-fast is too old for bleak (btbattery/vendored.py). On the GX device:
-#   tar -xzf dbus-btbattery-<version>.tar.gz -C /data && /data/dbus-btbattery/installservice.sh [MAC ...]
+#   tar -xzf dbus-btbattery-<version>.tar.gz -C /tmp && /tmp/dbus-btbattery/installservice.sh [MAC ...]
+# (a first install may also unpack straight into /data and run /data/dbus-btbattery/installservice.sh;
+# going through /tmp lets an upgrade replace the old files instead of unpacking over them).
 #
 # Only wheels that suit any platform are accepted (--platform any), and dbus-fast is built without Cython
-# (SKIP_CYTHON=1), so nothing compiled can slip in; the build fails if a .so does. PYTHON picks the interpreter whose pip is used
-# (default .venv/bin/python, else python3); RELEASE_PIP_CACHE its wheel cache for the dbus-fast build. The archive is reproducible: sorted, root-owned, dated by the
-# last commit (or SOURCE_DATE_EPOCH).
+# (SKIP_CYTHON=1), so nothing compiled can slip in; the build fails if a .so does. PYTHON picks the
+# interpreter whose pip is used (default .venv/bin/python, else python3); RELEASE_PIP_CACHE the wheel cache
+# for the dbus-fast build. The archive is reproducible: sorted, root-owned, dated by the last commit (or
+# SOURCE_DATE_EPOCH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -107,6 +107,21 @@ def test_reinstall_changes_nothing_and_keeps_the_users_config(root: Path, shell:
     assert snapshot(root) == before
 
 
+def test_reinstall_replaces_the_program_but_keeps_runits_state(root: Path) -> None:
+    ok(install(root))
+    app = root / APP
+    (app / "btbattery/removed_in_this_version.py").write_text("")
+    supervise = app / "service/supervise"  # runit's state while the service runs
+    supervise.mkdir()
+    (supervise / "status").write_bytes(b"\x00" * 18)
+
+    ok(install(root))
+
+    assert not (app / "btbattery/removed_in_this_version.py").exists()
+    assert (supervise / "status").read_bytes() == b"\x00" * 18
+    assert not list(app.glob("**/*.new"))
+
+
 def test_command_line_addresses_go_into_the_config(root: Path) -> None:
     ok(install(root))
     original = (root / CONF).read_text().splitlines()
@@ -334,3 +349,10 @@ def test_scripts_are_posix_sh(script: str) -> None:
                 ["shellcheck", "-s", "sh", str(REPO / script)], capture_output=True, text=True, check=False
             )
         )
+
+
+def test_the_release_build_script_is_clean_bash() -> None:
+    script = str(REPO / "scripts/build-release.sh")
+    ok(subprocess.run(["bash", "-n", script], capture_output=True, text=True, check=False))
+    if shutil.which("shellcheck"):
+        ok(subprocess.run(["shellcheck", script], capture_output=True, text=True, check=False))
