@@ -27,9 +27,14 @@ SERVICE = "com.victronenergy.battery.virtual_parallel"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -59,9 +64,11 @@ async def bench(packs: int, seconds: float) -> None:
                 30,
             )
             first_values = time.monotonic() - started
+            user0, sys0 = cpu_times(pid)
             cpu0, signals0, t0 = cpu_seconds(pid), client.items_changed, time.monotonic()
             await asyncio.sleep(seconds)  # a benchmark measures over real time; tests never do this
             cpu1, signals1, t1 = cpu_seconds(pid), client.items_changed, time.monotonic()
+            user1, sys1 = cpu_times(pid)
             rss = peak_rss_mb(pid)
             startup_cpu = cpu0
             client.close()
@@ -71,6 +78,7 @@ async def bench(packs: int, seconds: float) -> None:
     print(f"time from start to first valid values: {first_values:.2f} s (budget 10 s)")
     per_pack_hour = (cpu1 - cpu0) / pack_hours
     print(f"CPU steady state: {cpu1 - cpu0:.2f} s -> {per_pack_hour:.2f} CPU-s per pack-hour (budget 3)")
+    print(f"  of which user {user1 - user0:.2f} s, kernel {sys1 - sys0:.2f} s")
     print(f"CPU at start-up (imports, connects): {startup_cpu:.2f} s")
     print(f"peak RSS: {rss:.1f} MB (budget 50)")
     print(f"ItemsChanged: {(signals1 - signals0) / elapsed:.2f} per second (publish interval 1 s, budget 1)")
