@@ -4,9 +4,15 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-from btbattery.cli import main
+# A release carries its pure-Python dependencies in ext/ (Venus OS has no pip): find them first.
+from btbattery.vendored import use_shipped_packages  # noqa: E402
+
+use_shipped_packages(HERE)
+
+from btbattery.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["scan", *sys.argv[1:]]))

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Set up a fresh Debian machine for btbattery: system packages the tests and the demo need, and a
-# virtual environment in .venv with the program and its test tools. Safe to run again.
+# Set up a fresh Debian machine for btbattery: the system packages it needs, and a virtual environment in
+# .venv with the program and its test tools. Safe to run again.
+#   scripts/setup.sh          what the demo needs (private dbus-daemons)
+#   scripts/setup.sh --test   also what the tests use: busctl (an independent D-Bus client), busybox and
+#                             shellcheck (the Venus install scripts), graphviz (the SVG state diagram)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
-command -v dbus-send >/dev/null 2>&1 || need+=(dbus-bin)
-command -v busctl >/dev/null 2>&1 || need+=(systemd)  # busctl: an independent client in tests/dbus
+want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+want dbus-daemon dbus-daemon
+want dbus-send dbus-bin
+if [ "${1:-}" = "--test" ]; then
+    want busctl systemd
+    want busybox busybox
+    want shellcheck shellcheck
+    want dot graphviz
+fi
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit for a restart when no pack has delivered data for S seconds (default: 600)",
     )
     parser.add_argument(
+        "--error-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after a failure, wait S seconds before exiting, so a supervisor that restarts at once does not "
+        "spin (the runit service uses 30)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("BTBATTERY_LOG_LEVEL", "INFO"),
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -76,6 +85,14 @@ def setup_logging(level: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    code = _main(args)
+    if code != 0 and args.error_delay > 0:
+        print(f"dbus-btbattery: exiting with code {code} in {args.error_delay:g} s", file=sys.stderr)
+        time.sleep(args.error_delay)  # SIGTERM still ends us at once (its default action)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     from btbattery.app import RunOptions, Service
     from btbattery.config import ConfigError, load_config
 

@@ -93,8 +93,10 @@ class VenusClient:
         self.bus.disconnect()
 
 
-async def fake_bluez_stats(address: str) -> dict[str, Any]:
-    """What the fake BlueZ saw (connect attempts, live connections, ...), through its control object."""
+async def _control_call(
+    address: str, member: str, signature: str = "", body: list[Any] | None = None
+) -> Message:
+    """One call to the fake BlueZ's control object (it lives on the simulated system bus)."""
     bus = await MessageBus(bus_address=address).connect()
     try:
         reply = await bus.call(
@@ -102,28 +104,21 @@ async def fake_bluez_stats(address: str) -> dict[str, Any]:
                 destination="io.btbattery.FakeBluez",
                 path="/io/btbattery/FakeBluez",
                 interface="io.btbattery.FakeBluez1",
-                member="Stats",
+                member=member,
+                signature=signature,
+                body=body or [],
             )
         )
-        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-        return json.loads(reply.body[0])
     finally:
         bus.disconnect()
+    assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+    return reply
+
+
+async def fake_bluez_stats(address: str) -> dict[str, Any]:
+    """What the fake BlueZ saw (connect attempts, live connections, ...)."""
+    return json.loads((await _control_call(address, "Stats")).body[0])
 
 
 async def inject_fault(address: str, pack: int, kind: str, duration: float, delay: float = 0.0) -> None:
-    bus = await MessageBus(bus_address=address).connect()
-    try:
-        reply = await bus.call(
-            Message(
-                destination="io.btbattery.FakeBluez",
-                path="/io/btbattery/FakeBluez",
-                interface="io.btbattery.FakeBluez1",
-                member="Inject",
-                signature="isdd",
-                body=[pack, kind, duration, delay],
-            )
-        )
-        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
-    finally:
-        bus.disconnect()
+    await _control_call(address, "Inject", "isdd", [pack, kind, duration, delay])
