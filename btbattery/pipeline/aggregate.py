@@ -1,0 +1,145 @@
+"""Pure bank math: what each pack's feed means at a given time, and the packs rolled up into one battery.
+
+Time is always an argument. Nothing here reads a clock or keeps state between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from btbattery.model import (
+    CHARGE_BLOCKING,
+    DISCHARGE_BLOCKING,
+    BankSnapshot,
+    LinkEvent,
+    LinkState,
+    PackReading,
+    PackStatus,
+    Protection,
+)
+
+# Link states in which a pack's readings keep coming; every other state means its data is ageing.
+LINK_UP = frozenset({LinkState.POLLING})
+
+
+@dataclass(frozen=True, slots=True)
+class PackFeed:
+    """The latest of one pack's stream: newest reading (maybe old), link state, when the link went down."""
+
+    pack: int
+    address: str
+    reading: PackReading | None = None
+    link_state: LinkState = LinkState.OFFLINE
+    link_down_since: float | None = None  # s, first down state after the newest reading
+    reason: str = ""  # why the link is down, or the stream's error
+
+
+def feed_reading(feed: PackFeed, reading: PackReading, now: float) -> PackFeed:
+    """A new reading, restamped with the pipeline's clock. A poll that lost its cell register keeps the
+    previous cells, so a flaky 0x04 never hides the highest cell from the limits."""
+    cells = reading.cells
+    if cells is None and feed.reading is not None:
+        cells = feed.reading.cells
+    stamped = PackReading(reading.pack, reading.address, now, reading.info, cells)
+    return replace(feed, reading=stamped, link_down_since=None)
+
+
+def feed_link(feed: PackFeed, event: LinkEvent, now: float) -> PackFeed:
+    """A link change. Only the first down state counts: backoff -> scanning -> connecting is one outage."""
+    down_since = feed.link_down_since
+    if event.state not in LINK_UP and down_since is None:
+        down_since = now
+    return replace(feed, link_state=event.state, link_down_since=down_since, reason=event.reason)
+
+
+def feed_error(feed: PackFeed, error: Exception, now: float) -> PackFeed:
+    """The pack's stream failed: treat it as a lost link (its data ages out, the bank carries on)."""
+    down_since = now if feed.link_down_since is None else feed.link_down_since
+    reason = f"stream error: {type(error).__name__}: {error}"
+    return replace(feed, link_state=LinkState.OFFLINE, link_down_since=down_since, reason=reason)
+
+
+def stale_since(feed: PackFeed, stale_after: float) -> float | None:
+    """When the pack's newest reading stopped being fresh (None: no reading yet)."""
+    if feed.reading is None:
+        return None
+    by_age = feed.reading.time + stale_after
+    down = feed.link_down_since
+    if down is not None and down >= feed.reading.time:
+        return min(by_age, down)
+    return by_age
+
+
+def judge_pack(feed: PackFeed, now: float, stale_after: float, grace: float) -> PackStatus:
+    """Fresh while the reading is young and the link has not dropped; active until ``grace`` after that."""
+    until = stale_since(feed, stale_after)
+    fresh = until is not None and now < until
+    active = until is not None and now < until + grace
+    return PackStatus(feed.pack, feed.address, feed.link_state, feed.reading, fresh, active)
+
+
+def _cell_extremes(statuses: Sequence[PackStatus]) -> tuple[float, str, float, str] | None:
+    low: tuple[float, str] | None = None
+    high: tuple[float, str] | None = None
+    for status in statuses:
+        assert status.reading is not None
+        if status.reading.cells is None:
+            continue
+        for number, volts in enumerate(status.reading.cells.voltages, start=1):
+            if low is None or volts < low[0]:
+                low = (volts, f"{status.pack}-{number}")
+            if high is None or volts > high[0]:
+                high = (volts, f"{status.pack}-{number}")
+    if low is None or high is None:
+        return None
+    return low[0], low[1], high[0], high[1]
+
+
+def _soc(statuses: Sequence[PackStatus]) -> float:
+    """Capacity-weighted SoC: a 200 Ah pack at 50 % counts twice as much as a 100 Ah pack."""
+    infos = [s.reading.info for s in statuses if s.reading is not None]
+    weight = sum(info.nominal_capacity for info in infos)
+    if weight <= 0:
+        return sum(info.soc for info in infos) / len(infos)
+    return sum(info.soc * info.nominal_capacity for info in infos) / weight
+
+
+def aggregate(now: float, statuses: Sequence[PackStatus]) -> BankSnapshot:
+    """Active packs rolled into one battery; every value None when no pack is active."""
+    active = [s for s in statuses if s.active and s.reading is not None]
+    snapshot = BankSnapshot(now, tuple(statuses), len(statuses), len(active))
+    if not active:
+        return snapshot
+    infos = [s.reading.info for s in active if s.reading is not None]
+    voltage = sum(info.voltage for info in infos) / len(infos)
+    current = sum(info.current for info in infos)
+    temperatures = [t for info in infos for t in info.temperatures]
+    protection = Protection.NONE
+    for info in infos:
+        protection |= info.protection
+    cells = _cell_extremes(active)
+    return replace(
+        snapshot,
+        voltage=voltage,
+        current=current,
+        power=voltage * current,
+        remaining_capacity=sum(info.remaining_capacity for info in infos),
+        nominal_capacity=sum(info.nominal_capacity for info in infos),
+        soc=_soc(active),
+        min_cell_voltage=cells[0] if cells else None,
+        min_cell_id=cells[1] if cells else None,
+        max_cell_voltage=cells[2] if cells else None,
+        max_cell_id=cells[3] if cells else None,
+        cells_per_pack=min(info.cell_count for info in infos),
+        min_temperature=min(temperatures) if temperatures else None,
+        max_temperature=max(temperatures) if temperatures else None,
+        temperature=max(temperatures) if temperatures else None,
+        cycles=max(info.cycles for info in infos),
+        balancing=any(info.balance_bits for info in infos),
+        charge_fet=all(info.charge_fet for info in infos),
+        discharge_fet=all(info.discharge_fet for info in infos),
+        protection=protection,
+        blocking_charge=sum(1 for i in infos if not i.charge_fet or i.protection & CHARGE_BLOCKING),
+        blocking_discharge=sum(1 for i in infos if not i.discharge_fet or i.protection & DISCHARGE_BLOCKING),
+    )

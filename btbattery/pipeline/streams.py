@@ -1,0 +1,159 @@
+"""Rx wiring: per-pack readings and link events -> one :class:`~btbattery.model.BankState` per publish tick.
+
+    readings_i, link_states_i --(stamp, contain errors)--> PackFeed_i (starts offline)
+    combine_latest(PackFeed_1..N) --sampled by a timer every PUBLISH_INTERVAL--> freshness gate
+    -> BankSnapshot -> ImbalanceDetector -> target limits -> rate limit -> BankState
+
+The timer (not the data) drives the output, so staleness is noticed when nothing arrives and the D-Bus sink
+gets exactly one batch per cycle. Every time-based operator is given the pipeline's scheduler; all times come
+from that scheduler's clock. A pack whose stream fails is treated as a lost link: it ages out of the bank and
+the other packs carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import reactivex
+from reactivex import Observable
+from reactivex import operators as ops
+from reactivex.abc import SchedulerBase
+
+from btbattery.config import Config, PackSpec
+from btbattery.model import BankState, ChargeLimits, ImbalanceStatus, LinkEvent, PackReading, PackStatus
+from btbattery.pipeline.aggregate import PackFeed, aggregate, feed_error, feed_link, feed_reading, judge_pack
+from btbattery.pipeline.imbalance import ImbalanceDetector
+from btbattery.pipeline.limits import rate_limit, target_limits
+
+log = logging.getLogger(__name__)
+
+_READING, _LINK, _ERROR = 0, 1, 2
+
+
+def clock(scheduler: SchedulerBase) -> Callable[[], float]:
+    """Seconds on the scheduler's clock (virtual under Historical/TestScheduler, real under asyncio)."""
+    return lambda: scheduler.now.timestamp()
+
+
+def pack_feed(
+    spec: PackSpec,
+    readings: Observable[PackReading],
+    link_states: Observable[LinkEvent],
+    scheduler: SchedulerBase,
+) -> Observable[PackFeed]:
+    """One pack's latest state, starting offline. Errors in either source become a lost link, not an end."""
+    now = clock(scheduler)
+
+    def contained(source: Observable[Any], kind: int) -> Observable[tuple[int, Any]]:
+        def on_error(error: Exception, _: Observable[Any]) -> Observable[tuple[int, Any]]:
+            log.error(
+                "pack %d (%s): %s stream failed: %r", spec.number, spec.address, _KIND_NAMES[kind], error
+            )
+            return reactivex.just((_ERROR, error))
+
+        return source.pipe(ops.map(lambda item: (kind, item)), ops.catch(on_error))
+
+    def apply(feed: PackFeed, update: tuple[int, Any]) -> PackFeed:
+        kind, item = update
+        if kind == _READING:
+            return feed_reading(feed, item, now())
+        if kind == _LINK:
+            return feed_link(feed, item, now())
+        return feed_error(feed, item, now())
+
+    initial = PackFeed(spec.number, spec.address)
+    updates = reactivex.merge(contained(readings, _READING), contained(link_states, _LINK))
+    return updates.pipe(ops.scan(apply, initial), ops.start_with(initial))
+
+
+_KIND_NAMES = {_READING: "readings", _LINK: "link-state"}
+
+
+class BankCycle:
+    """What one publish tick does with the packs' latest feeds. Keeps the imbalance windows, the last limits
+    (for rate limiting) and when a pack was last active (for /Connected)."""
+
+    def __init__(self, packs: Sequence[PackSpec], config: Config, start: float) -> None:
+        self.packs = tuple(packs)
+        self.config = config
+        self.detector = ImbalanceDetector(config)
+        self.limits: ChargeLimits | None = None
+        self.last_time: float | None = None
+        self.last_active = start
+        self._previous: tuple[PackStatus, ...] = ()
+
+    def tick(self, feeds: Sequence[PackFeed], now: float) -> BankState:
+        cfg = self.config
+        statuses = [judge_pack(feed, now, cfg.pack_stale_after, cfg.pack_dropout_grace) for feed in feeds]
+        self._log_changes(statuses, feeds)
+        snapshot = aggregate(now, statuses)
+        imbalance = self.detector.update(snapshot)
+        target = target_limits(snapshot, imbalance, self.packs, cfg)
+        dt = cfg.publish_interval if self.last_time is None else now - self.last_time
+        self.limits = rate_limit(self.limits, target, dt, cfg)
+        self.last_time = now
+        if snapshot.active_packs:
+            self.last_active = now
+        return BankState(snapshot, imbalance, self.limits, now - self.last_active < cfg.disconnected_after)
+
+    def fail_safe(self, feeds: Sequence[PackFeed], now: float, error: Exception) -> BankState:
+        """A bug in the bank math must not end the stream or leave old limits up: publish zero currents."""
+        log.exception("bank update failed at t=%.1f; publishing zero current limits", now, exc_info=error)
+        cvl = self.limits.charge_voltage if self.limits else 0.0
+        self.limits = ChargeLimits(cvl, 0.0, 0.0, ("internal error",))
+        statuses = tuple(PackStatus(f.pack, f.address, f.link_state, f.reading, False, False) for f in feeds)
+        snapshot = aggregate(now, statuses)
+        return BankState(
+            snapshot, ImbalanceStatus(), self.limits, now - self.last_active < self.config.disconnected_after
+        )
+
+    def _log_changes(self, statuses: Sequence[PackStatus], feeds: Sequence[PackFeed]) -> None:
+        for before, after, feed in zip(self._previous, statuses, feeds, strict=False):
+            if (before.fresh, before.active) == (after.fresh, after.active):
+                continue
+            what = "fresh" if after.fresh else "stale" if after.active else "out of the bank"
+            why = (
+                f" ({feed.link_state}{': ' + feed.reason if feed.reason else ''})" if not after.fresh else ""
+            )
+            log.info("pack %d (%s) %s%s", after.pack, after.address, what, why)
+        self._previous = tuple(statuses)
+
+
+def build_pipeline(
+    packs: Sequence[PackSpec],
+    readings: Sequence[Observable[PackReading]],
+    link_states: Sequence[Observable[LinkEvent]],
+    config: Config,
+    scheduler: SchedulerBase,
+) -> Observable[BankState]:
+    """The bank, one :class:`BankState` every ``config.publish_interval`` s on ``scheduler`` (first at once).
+
+    ``packs``, ``readings`` and ``link_states`` are aligned: entry i is pack ``packs[i].number``.
+    """
+    if not (len(packs) == len(readings) == len(link_states)):
+        raise ValueError("packs, readings and link_states must have one entry per pack")
+    if not packs:
+        raise ValueError("a bank needs at least one pack")
+    now = clock(scheduler)
+
+    def subscribe_bank() -> Observable[BankState]:
+        cycle = BankCycle(packs, config, now())
+        feeds = [
+            pack_feed(spec, r, s, scheduler) for spec, r, s in zip(packs, readings, link_states, strict=True)
+        ]
+        latest = reactivex.combine_latest(*feeds)
+        ticks = reactivex.timer(0.0, config.publish_interval, scheduler=scheduler)
+
+        def tick(pair: tuple[int, tuple[PackFeed, ...]]) -> BankState:
+            _, feeds_now = pair
+            t = now()
+            try:
+                return cycle.tick(feeds_now, t)
+            except Exception as error:  # the limits must keep coming, and fail toward zero
+                return cycle.fail_safe(feeds_now, t, error)
+
+        return ticks.pipe(ops.with_latest_from(latest), ops.map(tick))
+
+    return reactivex.defer(lambda _scheduler: subscribe_bank())
