@@ -36,13 +36,19 @@ class PackFeed:
 
 
 def feed_reading(feed: PackFeed, reading: PackReading, now: float) -> PackFeed:
-    """A new reading, restamped with the pipeline's clock. A poll that lost its cell register keeps the
-    previous cells, so a flaky 0x04 never hides the highest cell from the limits."""
+    """A new reading, restamped with its arrival on the pipeline's clock.
+
+    A poll that lost its cell register keeps the previous cells, so a flaky 0x04 never hides the highest
+    cell from the limits. A reading taken before the link went down (a held poll flushed on disconnect)
+    updates the values but does not make the pack fresh again: only data from after the outage does.
+    """
     cells = reading.cells
     if cells is None and feed.reading is not None:
         cells = feed.reading.cells
+    down = feed.link_down_since
+    leftover = down is not None and reading.time < down
     stamped = PackReading(reading.pack, reading.address, now, reading.info, cells)
-    return replace(feed, reading=stamped, link_down_since=None)
+    return replace(feed, reading=stamped, link_down_since=down if leftover else None)
 
 
 def feed_link(feed: PackFeed, event: LinkEvent, now: float) -> PackFeed:
@@ -65,10 +71,8 @@ def stale_since(feed: PackFeed, stale_after: float) -> float | None:
     if feed.reading is None:
         return None
     by_age = feed.reading.time + stale_after
-    down = feed.link_down_since
-    if down is not None and down >= feed.reading.time:
-        return min(by_age, down)
-    return by_age
+    down = feed.link_down_since  # set only by an outage after the newest fresh reading
+    return by_age if down is None else min(by_age, down)
 
 
 def judge_pack(feed: PackFeed, now: float, stale_after: float, grace: float) -> PackStatus:

@@ -124,8 +124,10 @@ def test_lost_link_makes_a_pack_stale_at_once_and_fresh_data_brings_it_back() ->
     assert judge_pack(feed, 20.9, stale, grace).active and not judge_pack(feed, 21.0, stale, grace).active
     feed = feed_link(feed, LinkEvent(1, "x", 0, LinkState.POLLING), 30.0)
     assert not judge_pack(feed, 30.0, stale, grace).active  # link up is not enough: it needs fresh data
-    back = feed_reading(feed, feed.reading, 31.0)
+    back = feed_reading(feed, dataclasses.replace(feed.reading, time=30.5), 31.0)
     assert judge_pack(back, 31.0, stale, grace).fresh
+    leftover = feed_reading(feed, dataclasses.replace(feed.reading, time=10.5), 31.0)  # polled before 11.0
+    assert not judge_pack(leftover, 31.0, stale, grace).active
 
 
 def test_reading_without_cells_keeps_the_previous_cells() -> None:

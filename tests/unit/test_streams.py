@@ -25,16 +25,16 @@ ADDRESSES = ["A4:C1:37:00:00:01", "A4:C1:37:00:00:02", "A4:C1:37:00:00:03"]
 on_next, on_error, on_completed = ReactiveTest.on_next, ReactiveTest.on_error, ReactiveTest.on_completed
 
 
-def reading(pack: int, soc: int = 60, current: float = 0.0) -> PackReading:
+def reading(pack: int, time: float, soc: int = 60, current: float = 0.0) -> PackReading:
     info = BasicInfo(
         53.2, current, 60.0, 100.0, 5, None, 0, Protection.NONE, 3.8, soc, True, True, 4, (25.0,)
     )
     cells = CellVoltages((3.25, 3.25, 3.26, 3.25))  # below the taper
-    return PackReading(pack, ADDRESSES[pack - 1], 0.0, info, cells)
+    return PackReading(pack, ADDRESSES[pack - 1], time, info, cells)
 
 
 def polled(pack: int, times, **kwargs) -> list:
-    return [on_next(float(t) + 0.25, reading(pack, **kwargs)) for t in times]
+    return [on_next(t + 0.25, reading(pack, t + 0.2, **kwargs)) for t in times]
 
 
 def run(scheduler: TestScheduler, readings, links, until: float, config=CONFIG) -> list[BankState]:
@@ -89,6 +89,15 @@ def test_dropout_stale_grace_and_rejoin() -> None:
     steps = [b - a for a, b in itertools.pairwise(rise)]
     assert all(0 <= step <= CONFIG.current_limit_rise_rate + 1e-9 for step in steps)
     assert all(s.connected for s in states)
+
+
+def test_a_poll_flushed_after_the_link_went_down_does_not_make_the_pack_fresh() -> None:
+    scheduler = TestScheduler()
+    pack2 = [*polled(2, range(0, 20)), on_next(20.6, reading(2, 20.2))]  # held poll, flushed on teardown
+    link2 = [on_next(20.5, LinkEvent(2, ADDRESSES[1], 20.5, LinkState.BACKOFF, "link lost"))]
+    states = run(scheduler, [polled(1, range(60)), pack2], [[], link2], 60.0)
+    assert not at(states, 21.0).snapshot.packs[1].fresh and at(states, 21.0).snapshot.packs[1].active
+    assert at(states, 31.0).snapshot.active_packs == 1  # grace counted from the link loss at 20.5
 
 
 def test_silent_pack_ages_out_without_any_link_event() -> None:
