@@ -184,7 +184,7 @@ class ImbalanceStatus:
     current: bool = False
     soc: bool = False
     voltage_spread: float | None = None  # V, max - min pack voltage over the window
-    current_spread: float | None = None  # fraction, largest |share - capacity share|
+    current_spread: float | None = None  # fraction, largest |share / capacity share - 1|
     soc_spread: float | None = None  # %, max - min pack SoC
 
     @property

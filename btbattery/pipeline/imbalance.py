@@ -40,12 +40,18 @@ def measure_spreads(snapshot: BankSnapshot, min_current: float) -> Spreads:
 
 
 def _share_deviation(infos: list[BasicInfo], min_current: float) -> float | None:
-    """Largest |share of bank current - share of bank capacity| (0.25 = 25 percentage points)."""
+    """Largest relative deviation of a pack's current share from its capacity share (0.3 = one pack takes 30 %
+    more or less than its capacity says it should). Relative, so one threshold fits 2 packs and 16 alike."""
     total_current = sum(info.current for info in infos)
     total_capacity = sum(info.nominal_capacity for info in infos)
     if abs(total_current) < min_current or total_current == 0 or total_capacity <= 0:
         return None
-    return max(abs(info.current / total_current - info.nominal_capacity / total_capacity) for info in infos)
+    return max(
+        abs(info.current / total_current * total_capacity / info.nominal_capacity - 1)
+        if info.nominal_capacity > 0
+        else 1.0  # a pack that claims no capacity cannot have a fair share: count it as fully off
+        for info in infos
+    )
 
 
 @dataclass(frozen=True, slots=True)

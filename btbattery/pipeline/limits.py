@@ -102,15 +102,15 @@ def _cells(status: PackStatus) -> tuple[float, ...]:
 
 
 def pack_limit(status: PackStatus, limit: float, side: _Side) -> tuple[float, str | None]:
-    """One fresh pack's effective limit (A) and, when it is below ``limit``, why."""
+    """One fresh pack's effective limit (A) and, when it is below ``limit``, why ("FET off", a protection,
+    "cell voltage" or "temperature")."""
     assert status.reading is not None
     info = status.reading.info
     fet = info.charge_fet if side.sign > 0 else info.discharge_fet
     if not fet:
-        return 0.0, f"pack {status.pack} {side.name} FET off"
+        return 0.0, "FET off"
     if info.protection & side.blocking:
-        names = ",".join(Protection(info.protection & side.blocking).names())
-        return 0.0, f"pack {status.pack} {names}"
+        return 0.0, ",".join(Protection(info.protection & side.blocking).names())
     cells = _cells(status)
     cell = max(cells) if side.sign > 0 else min(cells)
     cell_fraction = interpolate(cell, side.cell_points, side.cell_fractions) if cells else 1.0
@@ -123,8 +123,7 @@ def pack_limit(status: PackStatus, limit: float, side: _Side) -> tuple[float, st
     effective = limit * cell_fraction * temp_fraction
     if effective >= limit:
         return limit, None
-    why = "cell voltage" if cell_fraction <= temp_fraction else "temperature"
-    return effective, f"pack {status.pack} {side.name} {why} {effective:.1f} A"
+    return effective, "cell voltage" if cell_fraction <= temp_fraction else "temperature"
 
 
 def _stop_reason(active: Sequence[PackStatus], side: _Side, cfg: Config) -> str | None:
@@ -175,12 +174,15 @@ def side_limit(
     fresh = [s for s in active if s.fresh]
     reasons = [f"pack {s.pack} stale" for s in active if not s.fresh]
     limits: dict[int, float] = {}
+    lowered: dict[str, list[str]] = {}  # why -> pack numbers, so 16 tapering packs make one reason
     for status in fresh:
         spec = by_number.get(status.pack)
         own = (spec.charge_limit if side.sign > 0 else spec.discharge_limit) if spec else 0.0
         limits[status.pack], why = pack_limit(status, own, side)
         if why:
-            reasons.append(why)
+            lowered.setdefault(why, []).append(str(status.pack))
+    for why, numbers in lowered.items():
+        reasons.append(f"{side.name} {why}: pack{'s' if len(numbers) > 1 else ''} {','.join(numbers)}")
     total = sum(limits.values())
     measured = shares(fresh, side, cfg.share_min_bank_current)
     by_share = measured if measured is not None else _capacity_shares(fresh, limits)

@@ -197,7 +197,7 @@ def test_current_imbalance_judges_share_against_capacity_share() -> None:
     for t in range(120):  # equal capacity, but pack 2 takes 80 % of the current
         packs = [status(1, current=4.0), status(2, current=16.0)]
         result = detector.update(aggregate(float(t), packs))
-    assert result.current and abs(result.current_spread - 0.3) < 1e-9
+    assert result.current and abs(result.current_spread - 0.6) < 1e-9  # 80 % taken vs 50 % fair: 0.6 more
 
 
 # ---- limits: the rules one by one ----
@@ -229,7 +229,7 @@ def test_stale_pack_no_longer_counts_and_fet_off_pack_adds_nothing() -> None:
         aggregate(0.0, packs), ImbalanceStatus(), specs((30, 40), (30, 40), (30, 40)), CONFIG
     )
     assert limits.charge_current == 30 and limits.discharge_current == 80
-    assert "pack 2 stale" in limits.reasons and "pack 3 charge FET off" in limits.reasons
+    assert "pack 2 stale" in limits.reasons and "charge FET off: pack 3" in limits.reasons
 
 
 def test_protection_and_high_cells_stop_or_taper_charging() -> None:

@@ -1,0 +1,126 @@
+"""Replay over checked-in recordings: expected timelines (see tests/data/replay_expected/README.md), the
+safety rules tick by tick, and the command's table, JSON, plot and error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from btbattery.cli import main as cli
+from btbattery.commands.replay import replay, timeline
+from btbattery.config import load_config
+from btbattery.model import BankState
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+CONFIG = load_config(DATA / "replay_config.ini", search_dirs=())
+RECORDINGS = ["replay_dropout", "replay_imbalance", "bank3_weak"]
+_cache: dict[str, list[BankState]] = {}
+
+
+def states_of(name: str) -> list[BankState]:
+    if name not in _cache:
+        out: list[BankState] = []
+        replay(DATA / f"{name}.jsonl", CONFIG, out.append)
+        _cache[name] = out
+    return _cache[name]
+
+
+def at(name: str, t: float) -> BankState:
+    return next(s for s in states_of(name) if s.snapshot.time == t)
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_timeline_matches_the_checked_in_expectation(name: str) -> None:
+    expected = json.loads((DATA / "replay_expected" / f"{name}.timeline.json").read_text())
+    assert timeline(states_of(name)) == expected
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_every_tick_keeps_the_safety_rules(name: str) -> None:
+    states = states_of(name)
+    assert [s.snapshot.time for s in states] == [float(t) for t in range(len(states))]  # one per second
+    previous = None
+    for state in states:
+        lim, snap = state.limits, state.snapshot
+        fresh = [s for s in snap.packs if s.fresh]
+        assert lim.charge_current <= 50.0 * len(fresh) + 1e-9  # default pack limit 50 A
+        assert lim.discharge_current <= 75.0 * len(fresh) + 1e-9
+        assert lim.charge_voltage <= 16 * CONFIG.max_cell_voltage + 1e-9
+        total = sum(s.reading.info.current for s in fresh)
+        if total >= CONFIG.share_min_bank_current:  # measured shares: nobody above its own limit
+            for status in fresh:
+                assert lim.charge_current * status.reading.info.current / total <= 50.0 + 1e-9
+        if previous is not None:
+            assert lim.charge_current - previous.charge_current <= CONFIG.current_limit_rise_rate + 1e-9
+        previous = lim
+
+
+def test_dropout_derates_at_once_and_recovers() -> None:
+    assert at("replay_dropout", 30.0).limits.charge_current == 100.0  # settled, three packs
+    dropped = at("replay_dropout", 31.0)  # link lost at 30.57
+    assert not dropped.snapshot.packs[1].fresh and dropped.limits.charge_current < 75.0
+    assert at("replay_dropout", 40.0).snapshot.active_packs == 3
+    assert at("replay_dropout", 41.0).snapshot.active_packs == 2
+    assert at("replay_dropout", 72.0).snapshot.active_packs == 3
+    assert at("replay_dropout", 80.0).limits.charge_current == 100.0
+
+
+def test_imbalance_raised_and_cleared_at_the_right_moments() -> None:
+    flags = [(s.snapshot.time, s.imbalance) for s in states_of("replay_imbalance")]
+    current_on = [t for t, imb in flags if imb.current]
+    soc_on = [t for t, imb in flags if imb.soc]
+    assert 30 < current_on[0] <= 90 and 150 < current_on[-1] + 1 <= 210  # degraded 30 s .. fixed 150 s
+    assert soc_on[0] <= 30 and 210 < soc_on[-1] + 1 <= 270  # levelled at 210 s
+    assert current_on == list(range(int(current_on[0]), int(current_on[-1]) + 1))  # no flapping
+    assert not any(imb.voltage for _, imb in flags)
+    assert at("replay_imbalance", 100.0).limits.charge_voltage == pytest.approx(16 * (3.45 - 0.05))
+    assert not any(s.imbalance.any for s in states_of("bank3_weak"))  # an aged pack is not a fault
+
+
+def test_json_output_is_one_object_per_tick(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        cli(
+            [
+                "replay",
+                str(DATA / "replay_dropout.jsonl"),
+                "--json",
+                "--config",
+                str(DATA / "replay_config.ini"),
+            ]
+        )
+        == 0
+    )
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 181 and rows[31]["packs"][1]["state"] == "stale"
+    assert rows[31]["limits"]["ccl"] == pytest.approx(71.1, abs=0.05) and "replay: 180 s" in err
+
+
+def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["replay", str(DATA / "replay_imbalance.jsonl")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["t/s", "packs", "V"]
+    assert any("..S" in line and "soc imbalance" in line for line in out)
+    assert any(".IS" in line for line in out)
+
+
+def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "bank.png"
+    assert cli(["replay", str(DATA / "replay_dropout.jsonl"), "--json", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["replay", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text((DATA / "sample.jsonl").read_text() + "{not json\n")
+    assert cli(["replay", str(broken)]) == 2
+    assert "broken.jsonl:7" in capsys.readouterr().err
+    bad_config = tmp_path / "c.ini"
+    bad_config.write_text("SOC_IMBALANCE_TRESHOLD = 5\n")
+    assert cli(["replay", str(DATA / "sample.jsonl"), "--config", str(bad_config)]) == 2
+    assert "did you mean SOC_IMBALANCE_THRESHOLD" in capsys.readouterr().err
