@@ -18,6 +18,7 @@ Policy (design.md, refined):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,41 +55,58 @@ def interpolate(x: float, points: Sequence[float], fractions: Sequence[float]) -
     """Piecewise-linear curve through (points, fractions); points ascending or descending; flat outside."""
     if points[0] > points[-1]:
         points, fractions = points[::-1], fractions[::-1]
-    if x <= points[0]:
+    return _interpolate_ascending(x, points, fractions)
+
+
+def _interpolate_ascending(x: float, points: Sequence[float], fractions: Sequence[float]) -> float:
+    i = bisect_left(points, x)
+    if i == 0:
         return fractions[0]
-    for i in range(1, len(points)):
-        x0, x1, f0, f1 = points[i - 1], points[i], fractions[i - 1], fractions[i]
-        if x <= x1:
-            return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
-    return fractions[-1]
+    if i == len(points):
+        return fractions[-1]
+    x0, x1, f0, f1 = points[i - 1], points[i], fractions[i - 1], fractions[i]
+    return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
 
 
 @dataclass(frozen=True, slots=True)
 class _Side:
-    """What differs between the charge and the discharge direction."""
+    """What differs between the charge and the discharge direction (curves stored ascending)."""
 
     name: str  # "charge" / "discharge"
     sign: float  # +1: charging current is positive
     bank_max: float
-    stop: Protection
-    blocking: Protection
+    stop: int  # Protection bits, as int: IntFlag arithmetic is slow on a small CPU
+    blocking: int
     cell_points: tuple[float, ...]
     cell_fractions: tuple[float, ...]
     temp_points: tuple[float, ...]
     temp_fractions: tuple[float, ...]
 
 
+def _ascending(points: tuple[float, ...], fractions: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
+    return (points[::-1], fractions[::-1]) if points[0] > points[-1] else (points, fractions)
+
+
+_SIDES: dict[int, tuple[Config, tuple[_Side, _Side]]] = {}  # id(config) -> (config, sides), built once
+
+
 def _sides(cfg: Config) -> tuple[_Side, _Side]:
+    cached = _SIDES.get(id(cfg))
+    if cached is not None and cached[0] is cfg:
+        return cached[1]
     charge = _Side(
-        "charge", 1.0, cfg.max_battery_charge_current, STOP_CHARGE, CHARGE_BLOCKING,
-        cfg.cell_voltages_while_charging, cfg.max_charge_current_cv_fraction,
-        cfg.temperatures_while_charging, cfg.max_charge_current_t_fraction,
+        "charge", 1.0, cfg.max_battery_charge_current, int(STOP_CHARGE), int(CHARGE_BLOCKING),
+        *_ascending(cfg.cell_voltages_while_charging, cfg.max_charge_current_cv_fraction),
+        *_ascending(cfg.temperatures_while_charging, cfg.max_charge_current_t_fraction),
     )  # fmt: skip
     discharge = _Side(
-        "discharge", -1.0, cfg.max_battery_discharge_current, STOP_DISCHARGE, DISCHARGE_BLOCKING,
-        cfg.cell_voltages_while_discharging, cfg.max_discharge_current_cv_fraction,
-        cfg.temperatures_while_discharging, cfg.max_discharge_current_t_fraction,
+        "discharge", -1.0, cfg.max_battery_discharge_current, int(STOP_DISCHARGE), int(DISCHARGE_BLOCKING),
+        *_ascending(cfg.cell_voltages_while_discharging, cfg.max_discharge_current_cv_fraction),
+        *_ascending(cfg.temperatures_while_discharging, cfg.max_discharge_current_t_fraction),
     )  # fmt: skip
+    if len(_SIDES) > 16:  # tests make many configs; a service has one
+        _SIDES.clear()
+    _SIDES[id(cfg)] = (cfg, (charge, discharge))
     return charge, discharge
 
 
@@ -101,7 +119,15 @@ def _cells(status: PackStatus) -> tuple[float, ...]:
     return (info.voltage / info.cell_count,) if info.cell_count else ()
 
 
-def pack_limit(status: PackStatus, limit: float, side: _Side) -> tuple[float, str | None]:
+def _extremes(status: PackStatus) -> tuple[float, float] | None:
+    """(lowest, highest) cell of the pack, once per tick: both directions and the stop rules need them."""
+    cells = _cells(status)
+    return (min(cells), max(cells)) if cells else None
+
+
+def pack_limit(
+    status: PackStatus, limit: float, side: _Side, extremes: tuple[float, float] | None
+) -> tuple[float, str | None]:
     """One fresh pack's effective limit (A) and, when it is below ``limit``, why ("FET off", a protection,
     "cell voltage" or "temperature")."""
     assert status.reading is not None
@@ -109,36 +135,41 @@ def pack_limit(status: PackStatus, limit: float, side: _Side) -> tuple[float, st
     fet = info.charge_fet if side.sign > 0 else info.discharge_fet
     if not fet:
         return 0.0, "FET off"
-    if info.protection & side.blocking:
-        return 0.0, ",".join(Protection(info.protection & side.blocking).names())
-    cells = _cells(status)
-    cell = max(cells) if side.sign > 0 else min(cells)
-    cell_fraction = interpolate(cell, side.cell_points, side.cell_fractions) if cells else 1.0
+    blocked = int(info.protection) & side.blocking
+    if blocked:
+        return 0.0, ",".join(Protection(blocked).names())
+    cell_fraction = 1.0
+    if extremes is not None:
+        cell = extremes[1] if side.sign > 0 else extremes[0]
+        cell_fraction = _interpolate_ascending(cell, side.cell_points, side.cell_fractions)
     temps = info.temperatures
-    temp_fraction = (
-        min(interpolate(t, side.temp_points, side.temp_fractions) for t in (min(temps), max(temps)))
-        if temps
-        else 1.0
-    )
+    temp_fraction = 1.0
+    if temps:
+        temp_fraction = min(
+            _interpolate_ascending(min(temps), side.temp_points, side.temp_fractions),
+            _interpolate_ascending(max(temps), side.temp_points, side.temp_fractions),
+        )
     effective = limit * cell_fraction * temp_fraction
     if effective >= limit:
         return limit, None
     return effective, "cell voltage" if cell_fraction <= temp_fraction else "temperature"
 
 
-def _stop_reason(active: Sequence[PackStatus], side: _Side, cfg: Config) -> str | None:
+def _stop_reason(
+    active: Sequence[PackStatus], side: _Side, cfg: Config, extremes: dict[int, tuple[float, float] | None]
+) -> str | None:
     for status in active:
         assert status.reading is not None
-        hit = status.reading.info.protection & side.stop
+        hit = int(status.reading.info.protection) & side.stop
         if hit:
             return f"pack {status.pack} {','.join(Protection(hit).names())}"
-        cells = _cells(status)
-        if not cells:
+        cells = extremes[status.pack]
+        if cells is None:
             continue
-        if side.sign > 0 and max(cells) >= cfg.cell_overvoltage:
-            return f"pack {status.pack} cell over-voltage {max(cells):.3f} V"
-        if side.sign < 0 and min(cells) <= cfg.cell_undervoltage:
-            return f"pack {status.pack} cell under-voltage {min(cells):.3f} V"
+        if side.sign > 0 and cells[1] >= cfg.cell_overvoltage:
+            return f"pack {status.pack} cell over-voltage {cells[1]:.3f} V"
+        if side.sign < 0 and cells[0] <= cfg.cell_undervoltage:
+            return f"pack {status.pack} cell under-voltage {cells[0]:.3f} V"
     return None
 
 
@@ -161,13 +192,19 @@ def _capacity_shares(fresh: Sequence[PackStatus], limits: dict[int, float]) -> d
 
 
 def side_limit(
-    snapshot: BankSnapshot, specs: Sequence[PackSpec], side: _Side, cfg: Config
+    snapshot: BankSnapshot,
+    specs: Sequence[PackSpec],
+    side: _Side,
+    cfg: Config,
+    extremes: dict[int, tuple[float, float] | None] | None = None,
 ) -> tuple[float, list[str]]:
     """CCL or DCL before imbalance derating and rate limiting, with the reasons it is below the maximum."""
     active = [s for s in snapshot.packs if s.active and s.reading is not None]
     if not active:
         return 0.0, ["no active pack"]
-    stop = _stop_reason(active, side, cfg)
+    if extremes is None:
+        extremes = {s.pack: _extremes(s) for s in active}
+    stop = _stop_reason(active, side, cfg, extremes)
     if stop is not None:
         return 0.0, [stop]
     by_number = {spec.number: spec for spec in specs}
@@ -178,7 +215,7 @@ def side_limit(
     for status in fresh:
         spec = by_number.get(status.pack)
         own = (spec.charge_limit if side.sign > 0 else spec.discharge_limit) if spec else 0.0
-        limits[status.pack], why = pack_limit(status, own, side)
+        limits[status.pack], why = pack_limit(status, own, side, extremes[status.pack])
         if why:
             lowered.setdefault(why, []).append(str(status.pack))
     for why, numbers in lowered.items():
@@ -221,8 +258,9 @@ def target_limits(
 ) -> ChargeLimits:
     """The limits this snapshot calls for, before rate limiting."""
     charge, discharge = _sides(cfg)
-    ccl, charge_reasons = side_limit(snapshot, specs, charge, cfg)
-    dcl, discharge_reasons = side_limit(snapshot, specs, discharge, cfg)
+    extremes = {s.pack: _extremes(s) for s in snapshot.packs if s.active and s.reading is not None}
+    ccl, charge_reasons = side_limit(snapshot, specs, charge, cfg, extremes)
+    dcl, discharge_reasons = side_limit(snapshot, specs, discharge, cfg, extremes)
     if imbalance.any and ccl > 0:
         ccl *= cfg.imbalance_charge_fraction
         charge_reasons.append("imbalance derate")
