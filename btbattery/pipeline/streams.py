@@ -34,7 +34,7 @@ _READING, _LINK, _ERROR = 0, 1, 2
 
 def clock(scheduler: SchedulerBase) -> Callable[[], float]:
     """Seconds on the scheduler's clock (virtual under Historical/TestScheduler, real under asyncio)."""
-    return lambda: scheduler.now.timestamp()
+    return lambda: scheduler.to_seconds(scheduler.now)  # the same reckoning the link stamps readings with
 
 
 def pack_feed(
@@ -83,6 +83,7 @@ class BankCycle:
         self.last_time: float | None = None
         self.last_active = start
         self._previous: tuple[PackStatus, ...] = ()
+        self.failing = False
 
     def tick(self, feeds: Sequence[PackFeed], now: float) -> BankState:
         cfg = self.config
@@ -96,11 +97,16 @@ class BankCycle:
         self.last_time = now
         if snapshot.active_packs:
             self.last_active = now
+        if self.failing:
+            log.info("bank update works again at t=%.1f", now)
+            self.failing = False
         return BankState(snapshot, imbalance, self.limits, now - self.last_active < cfg.disconnected_after)
 
     def fail_safe(self, feeds: Sequence[PackFeed], now: float, error: Exception) -> BankState:
         """A bug in the bank math must not end the stream or leave old limits up: publish zero currents."""
-        log.exception("bank update failed at t=%.1f; publishing zero current limits", now, exc_info=error)
+        if not self.failing:  # once per run of failures, not every second
+            log.error("bank update failed at t=%.1f; zero current limits until it works", now, exc_info=error)
+        self.failing = True
         cvl = self.limits.charge_voltage if self.limits else 0.0
         self.limits = ChargeLimits(cvl, 0.0, 0.0, ("internal error",))
         statuses = tuple(PackStatus(f.pack, f.address, f.link_state, f.reading, False, False) for f in feeds)

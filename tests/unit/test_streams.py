@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 
+import pytest
 import reactivex
 from reactivex.testing import ReactiveTest, TestScheduler
 
@@ -148,3 +150,21 @@ def test_subscribing_twice_gives_independent_banks() -> None:
     bank.subscribe(second.append)
     scheduler.advance_to(10.0)
     assert len(first) == 11 and len(second) == 6 and second[0].snapshot.time == 5.0
+
+
+def test_a_reading_that_breaks_the_bank_math_gives_zero_currents_not_an_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = TestScheduler()
+    broken = PackReading(2, ADDRESSES[1], 10.2, None, None)  # type: ignore[arg-type]  # a producer's bug
+    pack2 = [*polled(2, range(10)), on_next(10.25, broken)]
+    with caplog.at_level(logging.INFO, logger="btbattery.pipeline.streams"):
+        states = run(scheduler, [polled(1, range(60)), pack2], [[], []], 60.0)
+    assert at(states, 10.0).limits.charge_current > 0
+    failed = at(states, 11.0)
+    assert failed.limits.charge_current == failed.limits.discharge_current == 0
+    assert failed.limits.reasons == ("internal error",) and failed.limits.charge_voltage > 0
+    # the bad reading ages out (stale 15.25, out 25.25) and the bank carries on with pack 1
+    recovered = at(states, 40.0)
+    assert recovered.snapshot.active_packs == 1 and recovered.limits.charge_current > 0
+    assert caplog.text.count("bank update failed") == 1 and "works again" in caplog.text
