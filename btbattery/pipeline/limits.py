@@ -275,10 +275,14 @@ def _safe(value: float) -> float:
 
 
 def rate_limit(previous: ChargeLimits | None, target: ChargeLimits, dt: float, cfg: Config) -> ChargeLimits:
-    """Fall at once, rise at most at the configured rates. The first CVL is taken as is; an unknown CVL (0,
-    no active pack) keeps the previous one, since the currents are 0 then anyway."""
+    """Fall at once, rise at most at the configured rates; an unknown CVL (0, no active pack) keeps the
+    previous one, since the currents are 0 then anyway.
+
+    ``previous`` None (the first limits after start or after a total outage) takes the target as is: the rise
+    rate is there against oscillation, and ramping from an uninformed 0 would only throttle the inverter for
+    a minute after every restart (DCL 0 -> 150 A at 2 A/s). The target itself keeps every safety rule."""
     if previous is None:
-        return ChargeLimits(target.charge_voltage, 0.0, 0.0, target.reasons)
+        return target
     step = max(dt, 0.0) * cfg.current_limit_rise_rate
     ccl = min(target.charge_current, previous.charge_current + step)
     dcl = min(target.discharge_current, previous.discharge_current + step)

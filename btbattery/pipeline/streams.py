@@ -84,6 +84,7 @@ class BankCycle:
         self.last_active = start
         self._previous: tuple[PackStatus, ...] = ()
         self.failing = False
+        self._active_before = False
 
     def tick(self, feeds: Sequence[PackFeed], now: float) -> BankState:
         cfg = self.config
@@ -93,7 +94,9 @@ class BankCycle:
         imbalance = self.detector.update(snapshot)
         target = target_limits(snapshot, imbalance, self.packs, cfg)
         dt = cfg.publish_interval if self.last_time is None else now - self.last_time
-        self.limits = rate_limit(self.limits, target, dt, cfg)
+        fresh_start = snapshot.active_packs > 0 and not self._active_before
+        self.limits = rate_limit(None if fresh_start else self.limits, target, dt, cfg)
+        self._active_before = snapshot.active_packs > 0
         self.last_time = now
         if snapshot.active_packs:
             self.last_active = now

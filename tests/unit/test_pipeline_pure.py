@@ -260,3 +260,5 @@ def test_rate_limit_falls_at_once_rises_slowly_and_keeps_cvl_without_packs() -> 
     assert limits.discharge_current == 20.0
     assert limits.charge_voltage == 55.2 + CONFIG.charge_voltage_rise_rate
     assert rate_limit(previous, ChargeLimits(0.0, 0.0, 0.0), 1.0, CONFIG).charge_voltage == 55.2
+    first = ChargeLimits(55.2, 100.0, 150.0)
+    assert rate_limit(None, first, 1.0, CONFIG) == first  # first data after start or a total outage
