@@ -124,3 +124,15 @@ def test_bad_inputs_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[s
     bad_config.write_text("SOC_IMBALANCE_TRESHOLD = 5\n")
     assert cli(["replay", str(DATA / "sample.jsonl"), "--config", str(bad_config)]) == 2
     assert "did you mean SOC_IMBALANCE_THRESHOLD" in capsys.readouterr().err
+
+
+def test_packs_listed_in_the_config_keep_their_own_limits(tmp_path: Path) -> None:
+    from btbattery.commands.replay import pack_specs
+
+    pack_file = tmp_path / "p2.ini"
+    pack_file.write_text("MAX_PACK_CHARGE_CURRENT = 12\n")
+    config_file = tmp_path / "c.ini"
+    config_file.write_text(f"BATTERY_ADDRESSES = a4:c1:37:20:00:02:{pack_file}\n")
+    config = load_config(config_file, search_dirs=())
+    specs = pack_specs(("A4:C1:37:20:00:01", "A4:C1:37:20:00:02"), config)
+    assert [(s.number, s.charge_limit) for s in specs] == [(1, config.max_pack_charge_current), (2, 12.0)]
