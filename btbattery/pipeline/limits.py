@@ -182,9 +182,20 @@ def shares(fresh: Sequence[PackStatus], side: _Side, min_bank_current: float) ->
     return {pack: current / total for pack, current in currents.items() if current > PACK_CURRENT_NOISE}
 
 
-def _capacity_shares(fresh: Sequence[PackStatus], limits: dict[int, float]) -> dict[int, float]:
-    """Packs that can take current split it by capacity (the prior when shares cannot be measured)."""
-    open_packs = [s for s in fresh if limits[s.pack] > 0 and s.reading is not None]
+def _conducts(status: PackStatus, side: _Side) -> bool:
+    """Whether the pack's BMS lets current through in this direction (FET on, no blocking protection)."""
+    assert status.reading is not None
+    info = status.reading.info
+    fet = info.charge_fet if side.sign > 0 else info.discharge_fet
+    return fet and not int(info.protection) & side.blocking
+
+
+def _capacity_shares(fresh: Sequence[PackStatus], side: _Side) -> dict[int, float]:
+    """Packs that can take current split it by capacity (the prior when shares cannot be measured).
+
+    A pack tapered or derated to 0 A still has its FET on and takes its share: it must stay in here, or the
+    bank limit would be set by the other packs alone and push current into the pack that must get none."""
+    open_packs = [s for s in fresh if s.reading is not None and _conducts(s, side)]
     total = sum(s.reading.info.nominal_capacity for s in open_packs if s.reading is not None)
     if total <= 0:
         return {s.pack: 1 / len(open_packs) for s in open_packs}
@@ -222,7 +233,7 @@ def side_limit(
         reasons.append(f"{side.name} {why}: pack{'s' if len(numbers) > 1 else ''} {','.join(numbers)}")
     total = sum(limits.values())
     measured = shares(fresh, side, cfg.share_min_bank_current)
-    by_share = measured if measured is not None else _capacity_shares(fresh, limits)
+    by_share = measured if measured is not None else _capacity_shares(fresh, side)
     share_limit = min((limits[p] / share for p, share in by_share.items() if share > 0), default=math.inf)
     result = min(side.bank_max, total, share_limit)
     if result == share_limit and share_limit < min(side.bank_max, total):
