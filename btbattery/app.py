@@ -13,6 +13,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,7 +222,7 @@ class Service:
             links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),
             links.states.subscribe(on_next=_log_link_event),
         ]
-        sink = BankSink()
+        sink = BankSink(on_failure=lambda error: _resolve(fatal, EXIT_FATAL, "the D-Bus publisher"))
         bank = build_pipeline(
             packs,
             [link.readings for link in links.links],
@@ -291,23 +292,40 @@ class BankSink:
     would miss the link states already emitted.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_failure: Callable[[Exception], None] | None = None) -> None:
         self._service: Any = None
         self._latest: BankState | None = None
         self._log = StateLog()
+        self._on_failure = on_failure
+        self._failed = False
 
     def attach(self, service: Any) -> None:
         self._service = service
         if self._latest is not None:
-            service.publish(self._latest)
-            self._latest = None
+            latest, self._latest = self._latest, None
+            self._publish(latest)
 
     def __call__(self, state: BankState) -> None:
-        self._log(state)
+        # An exception here would unwind into the pipeline's timer and end it for good: D-Bus would keep
+        # showing the last limits while the process looks healthy. Contain it and report it instead.
+        try:
+            self._log(state)
+        except Exception:
+            log.exception("logging the bank state failed")
         if self._service is None:
             self._latest = state
         else:
+            self._publish(state)
+
+    def _publish(self, state: BankState) -> None:
+        try:
             self._service.publish(state)
+        except Exception as error:
+            if not self._failed:  # once: the caller decides (the service exits so runit restarts it)
+                self._failed = True
+                log.error("publishing the bank on D-Bus failed: %r", error, exc_info=error)
+                if self._on_failure is not None:
+                    self._on_failure(error)
 
 
 class FirstReadings:
