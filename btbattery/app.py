@@ -200,11 +200,9 @@ class Service:
                 loop.remove_signal_handler(sig)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, fatal: asyncio.Future[int]) -> int:
-        from reactivex.scheduler.eventloop import AsyncIOScheduler
-
         from btbattery.dbus.busitem import connect_bus
         from btbattery.link.manager import LinkManager
-        from btbattery.pipeline.streams import build_pipeline
+        from btbattery.pipeline.streams import build_pipeline, loop_scheduler
 
         packs = self.config.packs
         await check_adapter(self.options.adapter)
@@ -212,7 +210,7 @@ class Service:
             bus = await connect_bus(self.options.dbus_address)
         except (OSError, EOFError) as exc:
             raise Fatal(f"cannot connect to the D-Bus to publish on: {exc}") from None
-        scheduler = AsyncIOScheduler(loop)
+        scheduler = loop_scheduler(loop)
         links = LinkManager(
             [(p.number, p.address) for p in packs], self.config.poll_interval, scheduler, self.options.adapter
         )

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class LinkManager:
-    """``LinkManager(packs=[(1, "A4:C1:37:.."), ...], poll_interval=1.0, scheduler=AsyncIOScheduler(loop))``.
+    """``LinkManager(packs=[(1, "A4:C1:37:.."), ...], poll_interval=1.0, scheduler=loop_scheduler(loop))``.
 
     ``await start()`` sets every link going; ``await stop(timeout)`` stops polling, notifications and
     connections of all packs within ``timeout`` seconds. ``states`` and ``readings`` merge every link's
@@ -55,9 +55,9 @@ class LinkManager:
 
     async def start(self) -> None:
         if self._scheduler is None:
-            from reactivex.scheduler.eventloop import AsyncIOScheduler
+            from btbattery.pipeline.streams import loop_scheduler
 
-            self._scheduler = AsyncIOScheduler(asyncio.get_running_loop())
+            self._scheduler = loop_scheduler(asyncio.get_running_loop())
             for link in self.links:
                 link.scheduler = self._scheduler
         for link in self.links:

@@ -12,6 +12,8 @@ the other packs carry on.
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +32,22 @@ from btbattery.pipeline.limits import rate_limit, target_limits
 log = logging.getLogger(__name__)
 
 _READING, _LINK, _ERROR = 0, 1, 2
+
+
+def loop_scheduler(loop: asyncio.AbstractEventLoop) -> SchedulerBase:
+    """The live scheduler: reactivex's asyncio scheduler with the loop's monotonic clock as ``now``.
+
+    The stock one reports the wall clock, so a clock step (NTP after boot on a device without a real-time
+    clock) would age every pack out at once (CCL = DCL = 0 for a tick, then a slow ramp) or hand the rate
+    limiter a whole step's worth of rise in one tick. Links and pipeline must share this one scheduler."""
+    from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+    class LoopClockScheduler(AsyncIOScheduler):
+        @property
+        def now(self) -> datetime.datetime:
+            return self.to_datetime(loop.time())
+
+    return LoopClockScheduler(loop)
 
 
 def clock(scheduler: SchedulerBase) -> Callable[[], float]:
