@@ -5,6 +5,7 @@ Time is always an argument. Nothing here reads a clock or keeps state between ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -34,22 +35,30 @@ class PackFeed:
     link_state: LinkState = LinkState.OFFLINE
     link_down_since: float | None = None  # s, first down state after the newest reading
     reason: str = ""  # why the link is down, or the stream's error
+    cells_time: float | None = None  # s, when the newest reading's cells arrived (carried ones keep theirs)
 
 
-def feed_reading(feed: PackFeed, reading: PackReading, now: float) -> PackFeed:
+def feed_reading(
+    feed: PackFeed, reading: PackReading, now: float, cells_max_age: float = math.inf
+) -> PackFeed:
     """A new reading, restamped with its arrival on the pipeline's clock.
 
-    A poll that lost its cell register keeps the previous cells, so a flaky 0x04 never hides the highest
-    cell from the limits. A reading taken before the link went down (a held poll flushed on disconnect)
-    updates the values but does not make the pack fresh again: only data from after the outage does.
+    A poll that lost its cell register keeps the previous cells while they are at most ``cells_max_age``
+    old, so a flaky 0x04 never hides the highest cell from the limits; older cells are dropped, so a 0x04
+    that stopped answering cannot hold the taper on a cell level the pack left long ago (the limits then
+    work from the pack's mean cell voltage). A reading taken before the link went down (a held poll flushed
+    on disconnect) updates the values but does not make the pack fresh again: only data from after the
+    outage does.
     """
-    cells = reading.cells
-    if cells is None and feed.reading is not None:
-        cells = feed.reading.cells
+    cells, cells_time = reading.cells, now
+    if cells is None:
+        young = feed.cells_time is not None and now - feed.cells_time <= cells_max_age
+        carried = feed.reading.cells if young and feed.reading is not None else None
+        cells, cells_time = carried, feed.cells_time if carried is not None else None
     down = feed.link_down_since
     leftover = down is not None and reading.time < down
     stamped = PackReading(reading.pack, reading.address, now, reading.info, cells)
-    return replace(feed, reading=stamped, link_down_since=down if leftover else None)
+    return replace(feed, reading=stamped, link_down_since=down if leftover else None, cells_time=cells_time)
 
 
 def feed_link(feed: PackFeed, event: LinkEvent, now: float) -> PackFeed:

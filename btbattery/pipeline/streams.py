@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,8 +61,10 @@ def pack_feed(
     readings: Observable[PackReading],
     link_states: Observable[LinkEvent],
     scheduler: SchedulerBase,
+    cells_max_age: float = math.inf,
 ) -> Observable[PackFeed]:
-    """One pack's latest state, starting offline. Errors in either source become a lost link, not an end."""
+    """One pack's latest state, starting offline. Errors in either source become a lost link, not an end.
+    Cells older than ``cells_max_age`` are not carried over polls that lack them (:func:`feed_reading`)."""
     now = clock(scheduler)
 
     def contained(source: Observable[Any], kind: int) -> Observable[tuple[int, Any]]:
@@ -76,7 +79,7 @@ def pack_feed(
     def apply(feed: PackFeed, update: tuple[int, Any]) -> PackFeed:
         kind, item = update
         if kind == _READING:
-            return feed_reading(feed, item, now())
+            return feed_reading(feed, item, now(), cells_max_age)
         if kind == _LINK:
             return feed_link(feed, item, now())
         return feed_error(feed, item, now())
@@ -168,7 +171,9 @@ def build_pipeline(
     def subscribe_bank() -> Observable[BankState]:
         cycle = BankCycle(packs, config, now())
         feeds = [
-            pack_feed(spec, r, s, scheduler) for spec, r, s in zip(packs, readings, link_states, strict=True)
+            # Cells as old as a stale pack's data are stale too: the limits must not taper on them.
+            pack_feed(spec, r, s, scheduler, config.pack_stale_after)
+            for spec, r, s in zip(packs, readings, link_states, strict=True)
         ]
         latest = reactivex.combine_latest(*feeds)
         ticks = reactivex.timer(0.0, config.publish_interval, scheduler=scheduler)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from test_pipeline_pure import CONFIG, specs, status
+from reactivex.testing import ReactiveTest, TestScheduler
+from test_pipeline_pure import CONFIG, info, specs, status
 
-from btbattery.model import ImbalanceStatus
-from btbattery.pipeline.aggregate import aggregate
+from btbattery.model import CellVoltages, ImbalanceStatus, PackReading
+from btbattery.pipeline.aggregate import PackFeed, aggregate, feed_reading
 from btbattery.pipeline.limits import target_limits
+from btbattery.pipeline.streams import build_pipeline
 
 
 def test_pack_tapered_to_zero_with_its_fet_on_still_takes_its_capacity_share() -> None:
@@ -33,3 +35,38 @@ def test_pack_with_its_fet_off_takes_no_share() -> None:
         aggregate(0.0, [off, status(2)]), ImbalanceStatus(), specs((50, 50), (50, 50)), CONFIG
     )
     assert limits.charge_current == 50.0
+
+
+def test_cells_are_carried_over_a_missing_cell_register_only_while_they_are_young() -> None:
+    """A poll without 0x04 keeps the previous cells for a moment (a flaky register must not hide the highest
+    cell), but not for ever: cells from long ago (the 0x04 stopped answering, or the pack comes back after
+    an outage without it) would keep the taper and the over-voltage stop on a cell level long left."""
+    young = PackReading(1, "A4:C1:37:00:00:01", 0.0, info(voltage=13.2), CellVoltages((3.30,) * 4))
+    feed = feed_reading(PackFeed(1, young.address), young, 100.0, cells_max_age=5.0)
+    bare = PackReading(1, young.address, 0.0, info(voltage=14.2), None)
+    assert feed_reading(feed, bare, 104.0, cells_max_age=5.0).reading.cells == young.cells
+    # A chain of bare polls does not renew the old cells' age.
+    chained = feed_reading(feed_reading(feed, bare, 104.0, cells_max_age=5.0), bare, 106.0, cells_max_age=5.0)
+    assert chained.reading.cells is None
+    old = feed_reading(feed, bare, 3700.0, cells_max_age=5.0)
+    assert old.reading.cells is None  # judged on its mean cell voltage (14.2 / 4) again
+
+
+def test_pipeline_forgets_cells_older_than_the_stale_age() -> None:
+    """Through the Rx wiring: after PACK_STALE_AFTER seconds of polls without 0x04 the pack's cell paths go
+    invalid and the limits work from the pack's own mean cell voltage, not the cells of long ago."""
+    scheduler = TestScheduler()
+    spec = CONFIG.pack_spec(1, "A4:C1:37:00:00:01")
+    with_cells = PackReading(1, spec.address, 0.0, info(voltage=13.2), CellVoltages((3.30,) * 4))
+    without = PackReading(1, spec.address, 0.0, info(voltage=14.2), None)  # 3.55 V a cell: taper to 0
+    readings = scheduler.create_hot_observable(
+        ReactiveTest.on_next(0.5, with_cells), *(ReactiveTest.on_next(t + 0.5, without) for t in range(1, 30))
+    )
+    out: list = []
+    build_pipeline([spec], [readings], [scheduler.create_hot_observable()], CONFIG, scheduler).subscribe(
+        out.append
+    )
+    scheduler.advance_to(30.0)
+    last = out[-1]
+    assert last.snapshot.packs[0].fresh and last.snapshot.packs[0].reading.cells is None
+    assert last.limits.charge_current == 0.0  # before: full current on the 3.30 V cells of t=0.5
