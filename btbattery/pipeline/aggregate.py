@@ -110,6 +110,20 @@ def _cell_extremes(statuses: Sequence[PackStatus]) -> tuple[float, str, float, s
     return low[0], low[1], high[0], high[1]
 
 
+def _cells_in_series(statuses: Sequence[PackStatus]) -> int | None:
+    """The fewest cells in series any active pack has: the CVL is this times MAX_CELL_VOLTAGE, so of 0x03's
+    count and the cells 0x04 measured the smaller wins, and a count of 0 (a glitch) has no say."""
+    counts = []
+    for status in statuses:
+        assert status.reading is not None
+        claimed = status.reading.info.cell_count
+        measured = len(status.reading.cells.voltages) if status.reading.cells is not None else 0
+        known = [n for n in (claimed, measured) if n > 0]
+        if known:
+            counts.append(min(known))
+    return min(counts, default=None)
+
+
 def _soc(statuses: Sequence[PackStatus]) -> float:
     """Capacity-weighted SoC: a 200 Ah pack at 50 % counts twice as much as a 100 Ah pack."""
     infos = [s.reading.info for s in statuses if s.reading is not None]
@@ -152,7 +166,7 @@ def aggregate(now: float, statuses: Sequence[PackStatus]) -> BankSnapshot:
         min_cell_id=cells[1] if cells else None,
         max_cell_voltage=cells[2] if cells else None,
         max_cell_id=cells[3] if cells else None,
-        cells_per_pack=min(info.cell_count for info in infos),
+        cells_per_pack=_cells_in_series(active),
         min_temperature=min(temperatures) if temperatures else None,
         max_temperature=max(temperatures) if temperatures else None,
         temperature=max(temperatures) if temperatures else None,

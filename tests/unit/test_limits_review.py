@@ -70,3 +70,23 @@ def test_pipeline_forgets_cells_older_than_the_stale_age() -> None:
     last = out[-1]
     assert last.snapshot.packs[0].fresh and last.snapshot.packs[0].reading.cells is None
     assert last.limits.charge_current == 0.0  # before: full current on the 3.30 V cells of t=0.5
+
+
+def test_cvl_counts_the_cells_a_pack_measures_when_its_0x03_claims_more() -> None:
+    """0x03 says 5 cells in series, 0x04 measures 4: one of them is wrong, and only the smaller count keeps
+    the CVL from asking a 4-cell pack for 5 x MAX_CELL_VOLTAGE (4.3 V a cell)."""
+    packs = [status(1, cell_count=5), status(2, cell_count=5)]
+    bank = aggregate(0.0, packs)
+    assert bank.cells_per_pack == 4
+    limits = target_limits(bank, ImbalanceStatus(), specs((50, 50), (50, 50)), CONFIG)
+    assert limits.charge_voltage <= 4 * CONFIG.max_cell_voltage + 1e-9
+
+
+def test_a_pack_claiming_zero_cells_does_not_blank_the_cvl() -> None:
+    """A 0x03 with a cell count of 0 (a glitch) must not make the CVL unknown for the bank: the rate limiter
+    would then hold the previous CVL instead of following the highest cell down."""
+    glitch = status(1, cell_count=0, cells=(3.50, 3.60, 3.50, 3.50))  # above MAX_CELL_VOLTAGE
+    bank = aggregate(0.0, [glitch, status(2)])
+    assert bank.cells_per_pack == 4
+    limits = target_limits(bank, ImbalanceStatus(), specs((50, 50), (50, 50)), CONFIG)
+    assert 0 < limits.charge_voltage < 4 * CONFIG.max_cell_voltage
