@@ -177,7 +177,8 @@ def shares(fresh: Sequence[PackStatus], side: _Side, min_bank_current: float) ->
     """Each fresh pack's measured share of the bank current in this direction; None below the minimum."""
     currents = {s.pack: s.reading.info.current * side.sign for s in fresh if s.reading is not None}
     total = sum(currents.values())
-    if total < max(min_bank_current, PACK_CURRENT_NOISE):
+    # A non-finite current would make every share NaN, and NaN shares drop out of the share limit.
+    if not (math.isfinite(total) and total >= max(min_bank_current, PACK_CURRENT_NOISE)):
         return None
     return {pack: current / total for pack, current in currents.items() if current > PACK_CURRENT_NOISE}
 
