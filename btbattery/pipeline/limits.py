@@ -197,10 +197,16 @@ def _capacity_shares(fresh: Sequence[PackStatus], side: _Side) -> dict[int, floa
     A pack tapered or derated to 0 A still has its FET on and takes its share: it must stay in here, or the
     bank limit would be set by the other packs alone and push current into the pack that must get none."""
     open_packs = [s for s in fresh if s.reading is not None and _conducts(s, side)]
-    total = sum(s.reading.info.nominal_capacity for s in open_packs if s.reading is not None)
+    capacity = {s.pack: s.reading.info.nominal_capacity for s in open_packs if s.reading is not None}
+    known = {pack: c for pack, c in capacity.items() if math.isfinite(c) and c > 0}
+    total = sum(known.values())
     if total <= 0:
-        return {s.pack: 1 / len(open_packs) for s in open_packs}
-    return {s.pack: s.reading.info.nominal_capacity / total for s in open_packs if s.reading is not None}
+        return {pack: 1 / len(capacity) for pack in capacity}
+    by_capacity = {pack: c / total for pack, c in known.items()}
+    # A pack reporting no capacity (design capacity unset) still takes current, how much is unknown: assume
+    # as much as the biggest known pack. The shares then add up to more than 1, which only errs low.
+    biggest = max(by_capacity.values())
+    return {pack: by_capacity.get(pack, biggest) for pack in capacity}
 
 
 def side_limit(

@@ -104,3 +104,15 @@ def test_a_non_finite_reading_lowers_the_limit_instead_of_dropping_out_of_the_mi
     busy = [status(1, current=nan), status(2, current=30.0)]  # shares cannot be measured: capacity shares
     limits = target_limits(aggregate(0.0, busy), ImbalanceStatus(), specs((10, 50), (50, 50)), CONFIG)
     assert limits.charge_current == 20.0  # pack 1 takes half: 10 A / 0.5 (before: 60 A, the sum)
+
+
+def test_a_pack_reporting_no_capacity_is_not_assumed_to_take_no_current() -> None:
+    """A BMS whose design capacity is unset reports 0 Ah, yet the pack still takes current. Its capacity share
+    is unknown, so it is assumed as large as the largest known one, never 0 (which let the CCL rest on the
+    other packs alone: 100 A here, a third of which a real 100 Ah pack limited to 20 A would take)."""
+    packs = [status(1, nominal_capacity=200.0), status(2, nominal_capacity=0.0)]
+    limits = target_limits(aggregate(0.0, packs), ImbalanceStatus(), specs((100, 100), (20, 20)), CONFIG)
+    assert limits.charge_current == 20.0 and limits.discharge_current == 20.0
+    unknown = [status(1, nominal_capacity=0.0), status(2, nominal_capacity=0.0)]  # nothing known: equal split
+    limits = target_limits(aggregate(0.0, unknown), ImbalanceStatus(), specs((100, 100), (20, 20)), CONFIG)
+    assert limits.charge_current == 40.0
