@@ -114,7 +114,10 @@ class BankCycle:
         snapshot = aggregate(now, statuses)
         imbalance = self.detector.update(snapshot)
         target = target_limits(snapshot, imbalance, self.packs, cfg)
-        dt = cfg.publish_interval if self.last_time is None else now - self.last_time
+        # At most one interval's rise per tick: a tick that comes late (a blocked loop) must not release
+        # a limit in one step, which is what the rise rate prevents.
+        since = cfg.publish_interval if self.last_time is None else now - self.last_time
+        dt = min(since, cfg.publish_interval)
         fresh_start = snapshot.active_packs > 0 and not self._active_before
         self.limits = rate_limit(None if fresh_start else self.limits, target, dt, cfg)
         self._active_before = snapshot.active_packs > 0

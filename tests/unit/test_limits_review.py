@@ -8,7 +8,7 @@ from test_pipeline_pure import CONFIG, info, specs, status
 from btbattery.model import CellVoltages, ImbalanceStatus, PackReading
 from btbattery.pipeline.aggregate import PackFeed, aggregate, feed_reading
 from btbattery.pipeline.limits import target_limits
-from btbattery.pipeline.streams import build_pipeline
+from btbattery.pipeline.streams import BankCycle, build_pipeline
 
 
 def test_pack_tapered_to_zero_with_its_fet_on_still_takes_its_capacity_share() -> None:
@@ -116,3 +116,22 @@ def test_a_pack_reporting_no_capacity_is_not_assumed_to_take_no_current() -> Non
     unknown = [status(1, nominal_capacity=0.0), status(2, nominal_capacity=0.0)]  # nothing known: equal split
     limits = target_limits(aggregate(0.0, unknown), ImbalanceStatus(), specs((100, 100), (20, 20)), CONFIG)
     assert limits.charge_current == 40.0
+
+
+def test_a_late_tick_does_not_release_a_limit_in_one_step() -> None:
+    """Ticks come every PUBLISH_INTERVAL; one that comes 30 s late (the loop was blocked, the watchdog allows
+    up to a minute) must not raise a limit by 30 s worth of rise at once: that is the jump the rate limiter
+    exists to prevent. The rise per tick is bounded by one interval's worth."""
+    spec = CONFIG.pack_spec(1, "A4:C1:37:00:00:01")
+    cycle = BankCycle([spec], CONFIG, 0.0)
+
+    def feed(t: float, cells: tuple[float, ...]) -> PackFeed:
+        reading = PackReading(1, spec.address, t, info(), CellVoltages(cells))
+        return feed_reading(PackFeed(1, spec.address), reading, t)
+
+    high = (3.30, 3.50, 3.30, 3.30)  # taper: 5 % of the pack's charge limit
+    cycle.tick([feed(0.0, high)], 0.0)
+    before = cycle.tick([feed(1.0, high)], 1.0).limits.charge_current
+    late = cycle.tick([feed(31.0, (3.30,) * 4)], 31.0).limits.charge_current
+    assert late <= before + CONFIG.current_limit_rise_rate * CONFIG.publish_interval + 1e-9  # was 50 A
+    assert late > before  # it still rises
