@@ -1,5 +1,6 @@
 """Hypothesis strategies for generated banks: 1-16 packs, any mix of fresh, stale and offline packs, FET
-states, protection flags, cell voltages, temperatures and currents."""
+states, protection flags, cell voltages, temperatures (none too), currents, 0 Ah capacities and cell counts
+that disagree between 0x03 and 0x04."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def pack_status(draw: st.DrawFn, number: int, cell_count: int) -> PackStatus:
     if draw(st.integers(0, 3)) == 0:
         cells[draw(st.integers(0, cell_count - 1))] = draw(volts)
     cells = tuple(cells)
-    capacity = draw(st.floats(5, 400))
+    # Sometimes a BMS with its design capacity unset (0 Ah), sometimes a 0x03 whose cell count disagrees
+    # with the cells 0x04 measured: both once let a limit rest on the other packs alone.
+    capacity = draw(st.floats(5, 400)) if draw(st.integers(0, 9)) else 0.0
+    claimed = cell_count if draw(st.integers(0, 7)) else draw(st.sampled_from([4, 8, 15, 16]))
     info = BasicInfo(
         voltage=round(sum(cells), 2),
         current=draw(amps),
@@ -56,7 +60,7 @@ def pack_status(draw: st.DrawFn, number: int, cell_count: int) -> PackStatus:
         soc=draw(st.integers(0, 100)),
         charge_fet=draw(st.booleans()) if draw(st.integers(0, 4)) == 0 else True,
         discharge_fet=draw(st.booleans()) if draw(st.integers(0, 4)) == 0 else True,
-        cell_count=cell_count,
+        cell_count=claimed,
         temperatures=tuple(draw(st.lists(temperature, max_size=3))),
     )
     with_cells = draw(st.integers(0, 5)) > 0

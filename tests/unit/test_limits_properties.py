@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from btbattery.config import default_config
 from btbattery.model import CHARGE_BLOCKING, DISCHARGE_BLOCKING, ChargeLimits, ImbalanceStatus, Protection
-from btbattery.pipeline.limits import PACK_CURRENT_NOISE, rate_limit, target_limits
+from btbattery.pipeline.limits import PACK_CURRENT_NOISE, interpolate, rate_limit, target_limits
 
 CONFIG = default_config()
 imbalances = st.builds(ImbalanceStatus, st.booleans(), st.booleans(), st.booleans())
@@ -108,6 +108,36 @@ def check_cvl(snapshot, specs, config, limits) -> None:
         assert limits.charge_voltage == 0
 
 
+def check_cvl_fits_the_smallest_pack(snapshot, specs, config, limits) -> None:
+    """Whatever 0x03 claims, no active pack is asked for more than its measured cells x MAX_CELL_VOLTAGE."""
+    for status in active(snapshot):
+        counts = [status.reading.info.cell_count]
+        if status.reading.cells is not None:
+            counts.append(len(status.reading.cells.voltages))
+        fewest = min(n for n in counts if n > 0)
+        assert close_enough(limits.charge_voltage, fewest * config.max_cell_voltage)
+
+
+def check_no_charge_into_a_pack_that_must_get_none(snapshot, specs, config, limits) -> None:
+    """While shares cannot be measured, a fresh pack whose FET conducts but whose taper or temperature curve
+    is at 0 still takes its part of the bank current, so the bank may not be given any."""
+    fresh = [s for s in snapshot.packs if s.fresh]
+    if sum(s.reading.info.current for s in fresh) >= max(config.share_min_bank_current, PACK_CURRENT_NOISE):
+        return  # measured shares: check_known_shares covers them
+    for status in fresh:
+        info = status.reading.info
+        if not info.charge_fet or info.protection & CHARGE_BLOCKING:
+            continue
+        fractions = [
+            interpolate(max(cells_of(status)), config.cell_voltages_while_charging,
+                        config.max_charge_current_cv_fraction),
+            *(interpolate(t, config.temperatures_while_charging, config.max_charge_current_t_fraction)
+              for t in info.temperatures),
+        ]  # fmt: skip
+        if min(fractions) == 0:
+            assert limits.charge_current == 0, status.pack
+
+
 INVARIANTS = (
     check_finite,
     check_sum_of_enabled_active_packs,
@@ -115,6 +145,8 @@ INVARIANTS = (
     check_cell_voltage_stops,
     check_no_active_pack,
     check_cvl,
+    check_cvl_fits_the_smallest_pack,
+    check_no_charge_into_a_pack_that_must_get_none,
 )
 
 
