@@ -191,3 +191,36 @@ def test_guide_entry_point_runs_the_same_program() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "not-a-mac" in result.stderr
+
+
+async def test_watchdog_exits_for_a_restart_when_no_pack_delivers_data(tmp_path: Path) -> None:
+    async with SimulatedStack(
+        scenario=str(DATA / "scenarios" / "e2e_steady.json"), start_service=False
+    ) as stack:
+        # A pack that is not there: the link keeps scanning and no data ever arrives.
+        result = await asyncio.to_thread(
+            _run_service,
+            "-p",
+            "A4:C1:37:E2:00:99",
+            "--watchdog",
+            "3",
+            "--config",
+            CONFIG,
+            "--dbus-address",
+            stack.session_address,
+            "--state-file",
+            str(tmp_path / "state.json"),
+            system=stack.system_address,
+        )
+    assert result.returncode == 3
+    assert "watchdog" in result.stderr
+
+
+async def test_losing_the_publishing_bus_exits_non_zero(steady, tmp_path: Path) -> None:
+    stack, client = steady
+    client.close()
+    stack.session.stop()  # the bus the service publishes on goes away
+    assert stack.service is not None
+    code = await asyncio.wait_for(stack.service.wait(), 30)
+    assert code == 1
+    assert "publishing D-Bus connection lost" in (tmp_path / "service.log").read_text()
