@@ -130,15 +130,8 @@ async def watch(
             dirty.set()
 
     bus.add_message_handler(on_message)
-    await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member="AddMatch",
-            signature="s",
-            body=["type='signal',interface='com.victronenergy.BusItem',member='ItemsChanged',path='/'"],
-        )
+    await _ask_bus(
+        bus, "AddMatch", "type='signal',interface='com.victronenergy.BusItem',member='ItemsChanged',path='/'"
     )
     try:
         while not stop.is_set():
@@ -160,19 +153,26 @@ async def _wait_any(stop: asyncio.Event, timeout: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout)
 
 
-async def _owner(bus: Any, service: str) -> str | None:
-    from dbus_fast import Message, MessageType
+async def _ask_bus(bus: Any, member: str, argument: str) -> Any:
+    """One call to the bus daemon itself (AddMatch, GetNameOwner, ...)."""
+    from dbus_fast import Message
 
-    reply = await bus.call(
+    return await bus.call(
         Message(
             destination="org.freedesktop.DBus",
             path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus",
-            member="GetNameOwner",
+            member=member,
             signature="s",
-            body=[service],
+            body=[argument],
         )
     )
+
+
+async def _owner(bus: Any, service: str) -> str | None:
+    from dbus_fast import MessageType
+
+    reply = await _ask_bus(bus, "GetNameOwner", service)
     return reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else None
 
 
