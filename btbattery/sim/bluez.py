@@ -852,6 +852,22 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def call_control(
+    bus: MessageBus, member: str, signature: str = "", body: list[Any] | None = None
+) -> Message:
+    """Call ``Inject`` or ``Stats`` on a fake BlueZ in another process (tests, benchmarks)."""
+    return await bus.call(
+        Message(
+            destination=CONTROL_NAME,
+            path=CONTROL_PATH,
+            interface=CONTROL_IFACE,
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m btbattery.sim.bluez", description=__doc__.split("\n")[0])
     parser.add_argument(

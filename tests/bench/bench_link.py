@@ -28,27 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from dbus_fast import Message  # noqa: E402
 from dbus_fast.aio import MessageBus  # noqa: E402
 
 from btbattery.model import LinkEvent, LinkState, PackReading  # noqa: E402
-from btbattery.sim.bluez import CONTROL_IFACE, CONTROL_NAME, CONTROL_PATH  # noqa: E402
+from btbattery.sim.bluez import call_control  # noqa: E402
 from btbattery.sim.privatebus import PrivateBus  # noqa: E402
-
-
-async def _control(bus: MessageBus, member: str, signature: str = "", body: list | None = None) -> Message:
-    reply = await bus.call(
-        Message(
-            destination=CONTROL_NAME,
-            path=CONTROL_PATH,
-            interface=CONTROL_IFACE,
-            member=member,
-            signature=signature,
-            body=body or [],
-        )
-    )
-    assert reply is not None
-    return reply
 
 
 async def bench(packs: int, poll: float, duration: float, drop_pack: int) -> dict[str, object]:
@@ -105,7 +89,7 @@ async def bench(packs: int, poll: float, duration: float, drop_pack: int) -> dic
     control = await MessageBus(bus_address=os.environ["DBUS_SYSTEM_BUS_ADDRESS"]).connect()
     mark, seen = len(events), len(readings[drop_pack])
     t_drop = loop.time()
-    await _control(control, "Inject", "isdd", [drop_pack, "drop", 0.0, 0.0])
+    await call_control(control, "Inject", "isdd", [drop_pack, "drop", 0.0, 0.0])
     noticed = polling = first = None
     deadline = t_drop + 60
     while loop.time() < deadline and first is None:
@@ -123,7 +107,7 @@ async def bench(packs: int, poll: float, duration: float, drop_pack: int) -> dic
         if polling is not None and len(readings[drop_pack]) > seen:
             after = [t for t in readings[drop_pack][seen:] if t - t_drop >= polling]
             first = after[0] - t_drop if after else None
-    stats = json.loads((await _control(control, "Stats")).body[0])
+    stats = json.loads((await call_control(control, "Stats")).body[0])
     control.disconnect()
 
     stop0 = loop.time()
@@ -157,6 +141,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--drop-pack", type=int, default=3)
     args = parser.parse_args()
+    if not 1 <= args.drop_pack <= args.packs:
+        parser.error(f"--drop-pack must name one of the {args.packs} packs")
     logging.basicConfig(level=logging.WARNING)
     with PrivateBus() as bus:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address

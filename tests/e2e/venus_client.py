@@ -10,6 +10,8 @@ from typing import Any
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from btbattery.sim.bluez import call_control
+
 BUSITEM = "com.victronenergy.BusItem"
 DBUS = {
     "destination": "org.freedesktop.DBus",
@@ -99,16 +101,7 @@ async def _control_call(
     """One call to the fake BlueZ's control object (it lives on the simulated system bus)."""
     bus = await MessageBus(bus_address=address).connect()
     try:
-        reply = await bus.call(
-            Message(
-                destination="io.btbattery.FakeBluez",
-                path="/io/btbattery/FakeBluez",
-                interface="io.btbattery.FakeBluez1",
-                member=member,
-                signature=signature,
-                body=body or [],
-            )
-        )
+        reply = await call_control(bus, member, signature, body)
     finally:
         bus.disconnect()
     assert reply.message_type == MessageType.METHOD_RETURN, reply.body

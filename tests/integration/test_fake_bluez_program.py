@@ -8,13 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from dbus_fast import Message, MessageType
+from dbus_fast import MessageType
 from dbus_fast.aio import MessageBus
 from linkharness import FAST_BACKOFF, FAST_LINK, Recorder
 
 from btbattery.link.manager import LinkManager
 from btbattery.model import LinkState
-from btbattery.sim.bluez import CONTROL_IFACE, CONTROL_NAME, CONTROL_PATH
+from btbattery.sim.bluez import CONTROL_NAME, call_control
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,21 +32,6 @@ async def _start(bus: str, *extra: str) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-
-
-async def _call(bus: MessageBus, member: str, signature: str = "", body: list | None = None) -> Message:
-    reply = await bus.call(
-        Message(
-            destination=CONTROL_NAME,
-            path=CONTROL_PATH,
-            interface=CONTROL_IFACE,
-            member=member,
-            signature=signature,
-            body=body or [],
-        )
-    )
-    assert reply is not None
-    return reply
 
 
 async def test_program_serves_packs_and_takes_faults_over_dbus(system_bus: str) -> None:
@@ -72,7 +57,7 @@ async def test_program_serves_packs_and_takes_faults_over_dbus(system_bus: str) 
         await rec.all_polling([1, 2], timeout=20.0)
         control = await MessageBus(bus_address=system_bus).connect()
         mark = len(rec.events)
-        reply = await _call(control, "Inject", "isdd", [1, "silent", 1.5, 0.0])
+        reply = await call_control(control, "Inject", "isdd", [1, "silent", 1.5, 0.0])
         assert reply.message_type == MessageType.METHOD_RETURN
         await rec.wait(
             lambda: any(e.pack == 1 and e.state == LinkState.BACKOFF for e in rec.events[mark:]),
@@ -80,9 +65,9 @@ async def test_program_serves_packs_and_takes_faults_over_dbus(system_bus: str) 
             "pack 1 to give up on a silent BMS",
         )
         await rec.wait(lambda: rec.state(1) == LinkState.POLLING, 15.0, "pack 1 polling again")
-        bad = await _call(control, "Inject", "isdd", [9, "drop", 1.0, 0.0])
+        bad = await call_control(control, "Inject", "isdd", [9, "drop", 1.0, 0.0])
         assert bad.message_type == MessageType.ERROR and "no pack 9" in str(bad.body)
-        stats = json.loads((await _call(control, "Stats")).body[0])
+        stats = json.loads((await call_control(control, "Stats")).body[0])
         assert stats["max_connects_in_flight"] == 1 and sorted(stats["connected"]) == [1, 2]
     finally:
         if manager is not None:
