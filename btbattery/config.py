@@ -10,7 +10,6 @@ argument). Every problem raises :class:`ConfigError` naming the file, the key an
 from __future__ import annotations
 
 import configparser
-import difflib
 import itertools
 import logging
 import math
@@ -264,9 +263,25 @@ assert {f.name.upper() for f in fields(Config)} - {"PACKS", "SOURCES"} == set(KE
 # ---- reading files ----
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: inserts, deletes and substitutions turning ``a`` into ``b``."""
+    row = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, char_b in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (char_a != char_b))
+    return row[-1]
+
+
 def _nearest(key: str, known: Iterable[str]) -> str:
-    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]}?" if match else ""
+    """A hint naming the known key closest to a misspelt one (at most a third of its letters differ).
+
+    Our own few lines: difflib is not in the Venus OS image (reference/venus-runtime.md).
+    """
+    scored = sorted((_edit_distance(key, name), name) for name in known)
+    if scored and scored[0][0] * 3 <= max(len(key), len(scored[0][1])):
+        return f"; did you mean {scored[0][1]}?"
+    return ""
 
 
 def read_ini(path: Path) -> dict[str, str]:

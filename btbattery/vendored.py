@@ -2,8 +2,8 @@
 
 Venus OS has no pip, so the release archive (scripts/build-release.sh) carries bleak, reactivex and
 transitions in ``ext/``, and dbus-fast built as pure Python in ``ext-dbus-fast/``. The firmware's own
-python3-dbus-fast (compiled, so faster) is used when it is at least the version the shipped bleak asks for;
-otherwise the shipped copy (firmware built on OE scarthgap has 2.x, which lacks modules bleak 3 imports).
+python3-dbus-fast (2.21.1 on Venus OS v3.60+, which the shipped bleak 3.0.2 runs on) is used when it is at
+least the version the shipped bleak asks for; the shipped copy only on a firmware without one (or too old).
 
 Standard library only, and nothing here imports dbus_fast: once imported, a module cannot be swapped.
 In a git checkout or a pip install neither folder exists and nothing changes.

@@ -5,7 +5,7 @@
 # The archive unpacks to dbus-btbattery/: the program, configs/, service/, installservice.sh,
 # uninstallservice.sh, ext/ with the pure-Python dependencies of scripts/release-requirements.txt, and
 # ext-dbus-fast/ with dbus-fast built as pure Python (scripts/release-dbus-fast.txt), which the service uses
-# only when the firmware's python3-dbus-fast is too old for bleak (btbattery/vendored.py). On the GX device:
+# only on a firmware without python3-dbus-fast (or one too old for bleak; btbattery/vendored.py). On the GX device:
 #   tar -xzf dbus-btbattery-<version>.tar.gz -C /tmp && /tmp/dbus-btbattery/installservice.sh [MAC ...]
 # (a first install may also unpack straight into /data and run /data/dbus-btbattery/installservice.sh;
 # going through /tmp lets an upgrade replace the old files instead of unpacking over them).

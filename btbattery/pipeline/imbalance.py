@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from statistics import median
 
 from btbattery.config import Config
 from btbattery.model import BankSnapshot, BasicInfo, ImbalanceStatus
@@ -77,6 +76,14 @@ def step_flag(
     return Flag(flag.on, since)
 
 
+def median(values: list[float]) -> float:
+    """The middle value (the mean of the two middle ones for an even count); our own because the Venus OS
+    image lacks the statistics module (reference/venus-runtime.md)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 class _Window:
     """Samples of one spread over the last ``length`` seconds; None samples are kept out."""
 
@@ -91,7 +98,7 @@ class _Window:
             self.samples.append((now, value))
         while self.samples and self.samples[0][0] <= now - self.length:
             self.samples.popleft()
-        return median(v for _, v in self.samples) if self.samples else None
+        return median([v for _, v in self.samples]) if self.samples else None
 
 
 class ImbalanceDetector:

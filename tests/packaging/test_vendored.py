@@ -30,11 +30,11 @@ def release(tmp_path: Path) -> Path:
     dist_info(
         app / "ext",
         "bleak",
-        "3.1.0",
+        "3.0.2",
         "async-timeout>=3.0.0; python_full_version < '3.11'",
-        "dbus-fast>=4.0.0; sys_platform == 'linux'",
+        "dbus-fast>=1.83.0; sys_platform == 'linux'",
     )
-    dist_info(app / "ext-dbus-fast", "dbus-fast", "5.2.0")
+    dist_info(app / "ext-dbus-fast", "dbus-fast", "2.21.1")
     return app
 
 
@@ -54,13 +54,14 @@ def test_version_tuple(text: str, expected: tuple[int, ...]) -> None:
 
 
 def test_bleaks_own_bound_is_read_from_its_metadata(release: Path) -> None:
-    assert dbus_fast_needed_by_bleak(release / "ext") == (4, 0, 0)
+    assert dbus_fast_needed_by_bleak(release / "ext") == (1, 83, 0)
     assert dbus_fast_needed_by_bleak(release / "nothing-here") is None
 
 
 @pytest.mark.parametrize(
     ("firmware_version", "uses_fallback"),
-    [("2.21.1", True), (None, True), ("4.0.0", False), ("5.2.0", False)],
+    # 2.21.1: Venus OS v3.60+; 1.0.0: a firmware older than the shipped bleak asks for.
+    [("2.21.1", False), (None, True), ("1.0.0", True), ("5.2.0", False)],
 )
 def test_the_fallback_dbus_fast_only_when_the_firmwares_is_missing_or_old(
     release: Path, tmp_path: Path, firmware_version: str | None, uses_fallback: bool
