@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from btbattery.model import LinkState
+from btbattery.protocol.jbd import redact
 
 FORMAT = "btbattery-recording"
 VERSION = 1
@@ -59,7 +60,9 @@ Event = Traffic | LinkChange
 
 def _event_to_json(event: Event) -> dict[str, object]:
     if isinstance(event, Traffic):
-        return {"t": round(event.t, 6), "pack": event.pack, "dir": event.direction, "hex": event.data.hex()}
+        # Every recording (record, flight recorder) passes here: no password frame reaches a file.
+        data = redact(event.data)
+        return {"t": round(event.t, 6), "pack": event.pack, "dir": event.direction, "hex": data.hex()}
     line: dict[str, object] = {"t": round(event.t, 6), "pack": event.pack, "link": event.state.value}
     if event.reason:
         line["reason"] = event.reason

@@ -399,3 +399,156 @@ def split_notifications(frame: bytes, size: int = 20) -> list[bytes]:
 BASIC_INFO_REQUEST = build_request(REG_BASIC_INFO)
 CELL_VOLTAGES_REQUEST = build_request(REG_CELL_VOLTAGES)
 HARDWARE_REQUEST = build_request(REG_HARDWARE)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FF AA handshake (newer Bluetooth modules): see ../shared/reference/jbd-auth.md for the captures.
+#
+# Frame, both directions: FF AA <cmd> <len> <data: len bytes> <sum8>, sum8 = (cmd + len + data) & 0xFF, no
+# end byte. Every frame fits one write and one notification. The module answers each command with one data
+# byte. Order used by the official app: 0x15 (app key "000000") -> 0x17 (random byte r) -> 0x18 (password
+# mixed with the pack's MAC and r); DD A5 reads are relayed only after the 0x18 is accepted.
+
+AUTH_START = b"\xff\xaa"
+AUTH_OVERHEAD = 5  # FF AA cmd len ... sum8
+AUTH_APP_KEY = 0x15
+AUTH_CHANGE_PASSWORD = 0x16
+AUTH_RANDOM = 0x17
+AUTH_PASSWORD = 0x18
+AUTH_ROOT_PASSWORD = 0x1D
+APP_KEY = b"000000"  # what the app sends in 0x15 whatever the password (captures)
+ROOT_PASSWORD = b"JBDbtpwd!@#2023"
+PASSWORD_LEN = 6
+ANSWER_ACCEPTED = 0x00
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCommand:
+    """One FF AA command: what the client sends and what the module's one answer byte means."""
+
+    name: str
+    request_len: int  # data bytes the client sends
+    secret: bool  # the request carries (or is derived from) a password: redacted in logs and recordings
+    answers: dict[int, str]  # answer byte -> meaning; empty when the byte is a value (0x17's random byte)
+    sent: bool  # whether monitoring ever sends it (0x16 changes the password: never)
+
+
+AUTH_COMMANDS: dict[int, AuthCommand] = {
+    AUTH_APP_KEY: AuthCommand(
+        "app key", 6, False, {0x00: "accepted", 0x01: "app key rejected", 0x02: "no password set"}, True
+    ),
+    AUTH_RANDOM: AuthCommand("random", 0, False, {}, True),
+    AUTH_PASSWORD: AuthCommand("password", 6, True, {0x00: "accepted", 0x01: "wrong password"}, True),
+    AUTH_ROOT_PASSWORD: AuthCommand("root password", 15, True, {0x00: "accepted"}, False),
+    AUTH_CHANGE_PASSWORD: AuthCommand("change password", 6, True, {0x00: "accepted"}, False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFrame:
+    """A checksum-verified FF AA frame (request or answer)."""
+
+    command: int
+    data: bytes
+
+    @property
+    def answer(self) -> int:
+        """The module's one answer byte (raises on a frame that carries more or none)."""
+        if len(self.data) != 1:
+            raise JbdError(f"FF AA 0x{self.command:02x} carries {len(self.data)} bytes, not one answer byte")
+        return self.data[0]
+
+    def meaning(self) -> str:
+        """What the answer byte says, in words, from :data:`AUTH_COMMANDS`."""
+        command = AUTH_COMMANDS.get(self.command)
+        known = command.answers if command is not None else {}
+        return known.get(self.answer, f"unknown answer 0x{self.answer:02x}")
+
+
+def _sum8(command: int, data: bytes) -> int:
+    return (command + len(data) + sum(data)) & 0xFF
+
+
+def build_auth(command: int, data: bytes = b"") -> bytes:
+    """An FF AA frame (either direction)."""
+    if not 0 <= command <= 0xFF or len(data) > 0xFF:
+        raise JbdError(f"FF AA 0x{command:02x} with {len(data)} bytes does not fit a frame")
+    return AUTH_START + bytes((command, len(data))) + data + bytes((_sum8(command, data),))
+
+
+def is_auth_frame(chunk: bytes | bytearray) -> bool:
+    return chunk[:2] == AUTH_START
+
+
+def parse_auth(frame: bytes | bytearray) -> AuthFrame:
+    """Verify and split one FF AA frame; raises :class:`JbdError` when it is not one."""
+    if len(frame) < AUTH_OVERHEAD or not is_auth_frame(frame):
+        raise JbdError(f"not an FF AA frame ({len(frame)} bytes)")
+    command, length = frame[2], frame[3]
+    if len(frame) != length + AUTH_OVERHEAD:
+        raise JbdError(f"FF AA length {length} does not match a frame of {len(frame)} bytes")
+    data = bytes(frame[4 : 4 + length])
+    if frame[-1] != _sum8(command, data):
+        raise JbdError("FF AA checksum mismatch")
+    return AuthFrame(command, data)
+
+
+def valid_password(password: str) -> bool:
+    """Exactly 6 ASCII letters or digits, as the modules and the app accept."""
+    return len(password) == PASSWORD_LEN and password.isascii() and password.isalnum()
+
+
+def mac_bytes(address: str) -> bytes:
+    """``"10:A5:62:32:75:36"`` -> bytes in printed order (mac[0] = 0x10)."""
+    try:
+        raw = bytes.fromhex(address.replace(":", ""))
+    except ValueError:
+        raise JbdError(f"{address!r} is not a Bluetooth address") from None
+    if len(raw) != 6:
+        raise JbdError(f"{address!r} is not a Bluetooth address")
+    return raw
+
+
+def mix_password(address: str, secret: bytes, random_byte: int) -> bytes:
+    """The 0x18 / 0x1D payload: ``(mac[i] XOR secret[i]) + r`` mod 256, mac[i] = 0 beyond the 6 MAC bytes.
+    Mod 256, not 255: every captured frame matches only that way."""
+    mac = mac_bytes(address)
+    return bytes(((mac[i] if i < len(mac) else 0) ^ b) + random_byte & 0xFF for i, b in enumerate(secret))
+
+
+def app_key_request() -> bytes:
+    return build_auth(AUTH_APP_KEY, APP_KEY)
+
+
+def random_request() -> bytes:
+    return build_auth(AUTH_RANDOM)
+
+
+def password_request(address: str, password: str, random_byte: int) -> bytes:
+    if not valid_password(password):
+        raise JbdError("a password is 6 ASCII letters or digits")
+    return build_auth(AUTH_PASSWORD, mix_password(address, password.encode("ascii"), random_byte))
+
+
+def auth_answer(command: int, value: int) -> bytes:
+    """The module's reply to ``command``: ``FF AA <cmd> 01 <value> <sum8>`` (the simulator's side)."""
+    return build_auth(command, bytes((value & 0xFF,)))
+
+
+def check_password(address: str, password: str, random_byte: int, frame: AuthFrame) -> bool:
+    """The module's check of a 0x18 request against its own password (the simulator's side)."""
+    return frame.command == AUTH_PASSWORD and frame.data == mix_password(
+        address, password.encode("ascii"), random_byte
+    )
+
+
+def redact(data: bytes) -> bytes:
+    """``data`` with the payload and checksum of a secret FF AA frame (0x16, 0x18, 0x1D) zeroed, so no
+    log, recording or flight-recorder file carries what a password can be recomputed from. Anything else
+    comes back unchanged (the same object: cheap on the hot path)."""
+    if len(data) < AUTH_OVERHEAD or not is_auth_frame(data):
+        return data
+    command = AUTH_COMMANDS.get(data[2])
+    if command is None or not command.secret:
+        return data
+    return bytes(data[:4]) + bytes(len(data) - 4)

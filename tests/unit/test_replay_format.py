@@ -112,3 +112,17 @@ def test_decode_file_over_the_checked_in_recording() -> None:
         first_second.setdefault(o["pack"], o["current"])
     weak, strong = first_second[header.packs[2]], first_second[header.packs[0]]
     assert 0 < weak < 0.8 * strong
+
+
+def test_recordings_never_carry_a_password_frame() -> None:
+    from btbattery.protocol import jbd
+
+    secret = jbd.password_request(PACKS[0], "s3cr3t", 0x42)
+    buffer = io.StringIO()
+    RecordingWriter(buffer, Header(PACKS)).write_all(
+        [Traffic(0.1, PACKS[0], "tx", jbd.app_key_request()), Traffic(0.2, PACKS[0], "tx", secret)]
+    )
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()[1:]]
+    assert lines[0]["hex"] == jbd.app_key_request().hex()  # harmless frames stay as they were
+    assert lines[1]["hex"] == "ffaa1806" + "00" * 7
+    assert secret[4:].hex() not in buffer.getvalue()
