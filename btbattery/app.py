@@ -53,32 +53,19 @@ class Fatal(Exception):
 
 async def check_adapter(adapter: str | None) -> None:
     """Refuse to start without BlueZ and an adapter: retrying forever would only hide the fault."""
-    from dbus_fast import BusType, Message, MessageType
-    from dbus_fast.aio import MessageBus
+    from btbattery.bluez import BluezMissing, adapters, managed_objects
 
     try:
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        found = sorted(adapters(await managed_objects()))
     except (OSError, EOFError) as exc:
         raise Fatal(f"no system D-Bus to reach BlueZ: {exc}") from None
-    try:
-        reply = await bus.call(
-            Message(
-                destination="org.bluez",
-                path="/",
-                interface="org.freedesktop.DBus.ObjectManager",
-                member="GetManagedObjects",
-            )
-        )
-    finally:
-        bus.disconnect()
-    if reply.message_type != MessageType.METHOD_RETURN:
-        raise Fatal("no Bluetooth: BlueZ (org.bluez) is not running; is Bluetooth enabled on this device?")
-    adapters = sorted(
-        path.rsplit("/", 1)[-1] for path, ifaces in reply.body[0].items() if "org.bluez.Adapter1" in ifaces
-    )
-    if not adapters or (adapter and adapter not in adapters):
+    except BluezMissing:
+        raise Fatal(
+            "no Bluetooth: BlueZ (org.bluez) is not running; is Bluetooth enabled on this device?"
+        ) from None
+    if not found or (adapter and adapter not in found):
         wanted = f"adapter {adapter}" if adapter else "a Bluetooth adapter"
-        raise Fatal(f"no Bluetooth adapter: BlueZ has {', '.join(adapters) or 'none'}, wanted {wanted}")
+        raise Fatal(f"no Bluetooth adapter: BlueZ has {', '.join(found) or 'none'}, wanted {wanted}")
 
 
 class Watchdog:

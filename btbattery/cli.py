@@ -1,4 +1,4 @@
-"""One entry point for every command: run (``-p ...``), scan, demo, replay, record, decode, diagram.
+"""One entry point for every command: run (``-p ...``), demo, monitor, doctor, capture, scan, replay, ...
 
 Each command lives in ``btbattery.commands.<name>`` and is imported only when chosen, so ``decode`` or
 ``--help`` start fast on a small board and never pull in bleak or dbus-fast.
@@ -17,6 +17,7 @@ from btbattery import __version__
 COMMANDS: dict[str, str] = {
     "run": "connect to the packs and publish the bank on D-Bus (the default: dbus-btbattery -p MAC ...)",
     "demo": "simulated packs behind a fake BlueZ, the real service, and a live view of D-Bus",
+    "monitor": "show a running service live from D-Bus, the way Venus reads it (--once --json: one snapshot)",
     "scan": "list nearby BMS units and whether they look like JBD",
     "replay": "run the pipeline over a recording in virtual time",
     "record": "record a simulated bank to a recording file",

@@ -73,7 +73,11 @@ SERVICE_HANDLE, NOTIFY_HANDLE, WRITE_HANDLE = 0x000C, 0x000D, 0x0010
 # Shape only: a company id and the address bytes, as many cheap BMS boards advertise.
 MANUFACTURER_ID = 0x4A42
 
-LINK_FAULTS = ("drop", "drop_midframe", "silent", "corrupt", "truncate", "delay", "adapter_loss")
+LINK_FAULTS = ("drop", "drop_midframe", "silent", "corrupt", "truncate", "delay", "adapter_loss", "held")
+# "held": another program on this host (a second driver, bluetoothctl) connects the pack for the fault's
+# duration. In BlueZ a connection belongs to the adapter, not to the client that asked for it: every client
+# sees Device1.Connected = true and a Connect from another client returns at once (src/device.c,
+# dev_connect: "already connected"); a JBD module takes one central, so it stops advertising meanwhile.
 
 
 @dataclass
@@ -172,6 +176,10 @@ class FakeBluez:
     ``scenario`` is a :class:`Scenario` or a scenario name/path. ``packs`` resizes it (extra packs are copies
     with new addresses). ``variants`` maps a 1-based pack number to "fff0" for the alternative GATT layout.
     ``scripted_faults=False`` ignores the scenario's fault timeline (tests inject their own).
+    ``with_adapter=False`` is bluetoothd running on a machine without a controller: org.bluez answers
+    GetManagedObjects with no Adapter1 (BlueZ adds the adapter object only when the kernel reports an hci
+    controller, src/adapter.c ``adapter_register``). ``hidden_services`` are 1-based packs whose
+    advertisement carries no service UUID (BlueZ's Device1.UUIDs is then empty until a connection).
     """
 
     def __init__(
@@ -185,6 +193,8 @@ class FakeBluez:
         variants: dict[int, str] | None = None,
         scripted_faults: bool = True,
         seed: int | None = None,
+        with_adapter: bool = True,
+        hidden_services: set[int] | None = None,
     ) -> None:
         self.scenario = resize_scenario(
             load_scenario(scenario) if isinstance(scenario, str) else scenario, packs
@@ -194,6 +204,8 @@ class FakeBluez:
         self.adapter_path = f"/org/bluez/{adapter}"
         self.timing = timing or Timing()
         self.scripted_faults = scripted_faults
+        self.with_adapter = with_adapter
+        self.hidden_services = hidden_services or set()
         self.stats = FakeStats()
         self.bank: SimBank = self.scenario.build_bank()
         self._rng = random.Random(self.scenario.seed if seed is None else seed)
@@ -213,6 +225,7 @@ class FakeBluez:
         self._bus: MessageBus | None = None
         self._objects: dict[str, dict[str, dict[str, Variant]]] = {}
         self._adapter_present = False
+        self._owns_bluez = False
         self._discoverers: set[str] = set()
         self._connecting: _Pack | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,6 +294,9 @@ class FakeBluez:
             self._spawn(self._adapter_loss(duration))
             return
         target = self.packs[pack - 1]
+        if kind == "held":
+            self._spawn(self._held(target, duration))
+            return
         until = asyncio.get_running_loop().time() + duration
         target.faults[kind] = _ActiveFault(kind, until, delay)
         log.info("fault %s on pack %d (%s) for %.1f s", kind, pack, target.address, duration)
@@ -363,7 +379,7 @@ class FakeBluez:
             "Connected": Variant("b", pack.connected),
             "ServicesResolved": Variant("b", False),
             "RSSI": Variant("n", pack.rssi),
-            "UUIDs": Variant("as", [pack.uuids[0]]),
+            "UUIDs": Variant("as", [] if pack.number in self.hidden_services else [pack.uuids[0]]),
             "ManufacturerData": Variant("a{qv}", {MANUFACTURER_ID: Variant("ay", mac)}),
         }
 
@@ -406,6 +422,10 @@ class FakeBluez:
         self._objects.clear()
         self._discoverers.clear()
         await self._bus.request_name(BLUEZ)
+        self._owns_bluez = True
+        if not self.with_adapter:
+            log.info("fake BlueZ owns %s without an adapter", BLUEZ)
+            return
         self._adapter_present = True
         self._add_object(self.adapter_path, {ADAPTER_IFACE: self._adapter_props()})
         log.info("fake BlueZ owns %s with %d packs on %s", BLUEZ, len(self.packs), self.adapter)
@@ -422,6 +442,7 @@ class FakeBluez:
             pack.exported = False
         self._adapter_present = False
         self._discoverers.clear()
+        self._owns_bluez = False
         if self._bus is not None and self._bus.connected:
             await self._bus.release_name(BLUEZ)
         log.info("fake BlueZ released %s", BLUEZ)
@@ -489,11 +510,11 @@ class FakeBluez:
             return None
         if msg.path == CONTROL_PATH:
             return self._control(msg)
+        interface, member, path = msg.interface, msg.member, msg.path or ""
+        if self._owns_bluez and interface == OM_IFACE and member == "GetManagedObjects":
+            return Message.new_method_return(msg, "a{oa{sa{sv}}}", [self._objects])
         if not self._adapter_present:
             return None
-        interface, member, path = msg.interface, msg.member, msg.path or ""
-        if interface == OM_IFACE and member == "GetManagedObjects":
-            return Message.new_method_return(msg, "a{oa{sa{sv}}}", [self._objects])
         if interface == PROPS_IFACE:
             return self._properties(msg)
         if path not in self._objects:
@@ -640,6 +661,23 @@ class FakeBluez:
     async def _disconnect(self, msg: Message, pack: _Pack) -> None:
         await self._link_down(pack, "disconnect requested")
         self._reply(msg)
+
+    async def _held(self, pack: _Pack, duration: float) -> None:
+        """Another program on this host connects the pack (see "held" in LINK_FAULTS), then lets go."""
+        if not pack.connected and pack.connect_task is None:
+            if not pack.exported:
+                pack.exported = True
+                self._add_object(pack.path, {DEVICE_IFACE: self._device_props(pack)})
+            pack.connected = True
+            pack.requests = asyncio.Queue()
+            pack.responder = self._spawn(self._respond(pack))
+            self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", True))
+            self._export_gatt(pack)
+            self._set(pack.path, DEVICE_IFACE, ServicesResolved=Variant("b", True))
+            log.info("pack %d (%s) held by another client for %.1f s", pack.number, pack.address, duration)
+            self._changed()
+        await asyncio.sleep(duration)
+        await self._link_down(pack, "the other client let go")
 
     async def _link_down(self, pack: _Pack, why: str) -> None:
         """The BLE link ends: a pending connect fails, notifications stop, GATT objects go away."""
@@ -837,7 +875,11 @@ def resize_scenario(scenario: Scenario, packs: int | None) -> Scenario:
 
 async def _serve(args: argparse.Namespace) -> int:
     fake = FakeBluez(
-        args.scenario, packs=args.packs, bus_address=args.bus_address, scripted_faults=not args.no_faults
+        args.scenario,
+        packs=args.packs,
+        bus_address=args.bus_address,
+        scripted_faults=not args.no_faults,
+        with_adapter=not args.no_adapter,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -878,6 +920,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="default", help="built-in scenario name or JSON file")
     parser.add_argument("--packs", type=int, default=None, help="number of packs (default: the scenario's)")
     parser.add_argument("--no-faults", action="store_true", help="ignore the scenario's fault timeline")
+    parser.add_argument("--no-adapter", action="store_true", help="bluetoothd without a controller")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
