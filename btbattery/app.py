@@ -14,11 +14,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from btbattery.config import Config
-from btbattery.model import BankState, LinkState, PackReading
+from btbattery.model import BankState, ChargeLimits, LinkState, PackReading
+from btbattery.pipeline.alerts import ALARM
+from btbattery.pipeline.disconnect import STOPPING
 
 log = logging.getLogger("btbattery")
 
@@ -234,6 +236,8 @@ class Service:
                 lost.cancel()
             for disposable in disposables:
                 disposable.dispose()
+            # Before anything slow: the last word DVCC hears from us must be a safe one (stop_state).
+            sink.stop(no_data=fatal.done() and fatal.result() == EXIT_WATCHDOG)
             await links.stop(timeout=5.0)
             if service is not None:
                 with contextlib.suppress(Exception):
@@ -279,7 +283,8 @@ class BankSink:
 
     def __init__(self, on_failure: Callable[[Exception], None] | None = None) -> None:
         self._service: Any = None
-        self._latest: BankState | None = None
+        self._latest: BankState | None = None  # waiting for the service
+        self._newest: BankState | None = None
         self._log = StateLog()
         self._on_failure = on_failure
         self._failed = False
@@ -297,10 +302,18 @@ class BankSink:
             self._log(state)
         except Exception:
             log.exception("logging the bank state failed")
+        self._newest = state
         if self._service is None:
             self._latest = state
         else:
             self._publish(state)
+
+    def stop(self, no_data: bool = False) -> None:
+        """Publish the stop state of the newest tick and nothing after it (the pipeline is disposed first)."""
+        state, self._latest = self._newest, None
+        if self._service is not None and state is not None:
+            self._publish(stop_state(state, no_data))
+        self._service = None
 
     def _publish(self, state: BankState) -> None:
         try:
@@ -311,6 +324,17 @@ class BankSink:
                 log.error("publishing the bank on D-Bus failed: %r", error, exc_info=error)
                 if self._on_failure is not None:
                     self._on_failure(error)
+
+
+def stop_state(state: BankState, no_data: bool = False) -> BankState:
+    """What the service publishes before it releases its name: CCL 0, DCL per the disconnect policy, CVL no
+    higher than the last published (state.stop_limits); the cable alarm when it stops for want of data."""
+    limits = state.stop_limits
+    if limits is None:
+        last = state.limits
+        limits = ChargeLimits(last.charge_voltage, 0.0, 0.0, last.reasons, STOPPING, STOPPING)
+    alerts = replace(state.alerts, bms_cable=ALARM) if no_data else state.alerts
+    return replace(state, limits=limits, alerts=alerts, stop_limits=limits)
 
 
 class FirstReadings:

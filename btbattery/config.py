@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from btbattery.compat import EMPTY_IS_DEFAULT, SERIALBATTERY_KEYS, differs
+
 log = logging.getLogger(__name__)
 
 SYSTEM_CONFIG_DIRS = ("/data/etc/dbus-btbattery", "/etc/dbus-btbattery")
@@ -119,6 +121,16 @@ def _list(accepted: str, low: float = -math.inf, high: float = math.inf) -> _Key
     return _Key(_floats, accepted, check)
 
 
+def _cable_alarm(text: str) -> float:
+    """serialbattery's True/False (alarm after its fixed 60 s), or a number of seconds; 0 = off."""
+    try:
+        return BMS_CABLE_ALARM_SECONDS if _bool(text) else 0.0
+    except ValueError:
+        return _float(text)
+
+
+BMS_CABLE_ALARM_SECONDS = 60.0  # what serialbattery's BMS_CABLE_ALARM = True waits before the alarm
+
 _FRACTIONS = _list("fractions from 0 to 1, comma separated", 0, 1)
 _BOOL = _Key(_bool, "True or False (also yes/no, on/off, 1/0)")
 
@@ -163,6 +175,17 @@ KEYS: dict[str, _Key] = {
     "SOC_IMBALANCE_CLEAR_THRESHOLD": _percent("a SoC difference in %", True),
     "IMBALANCE_CVL_STEP": _number("a cell voltage step from 0 to 0.5 V", 0, 0.5),
     "IMBALANCE_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
+    "BLOCK_ON_DISCONNECT": _BOOL,
+    "BLOCK_ON_DISCONNECT_TIMEOUT_MINUTES": _non_negative("minutes"),
+    "BLOCK_ON_DISCONNECT_VOLTAGE_MIN": _cell_volts(),
+    "BLOCK_ON_DISCONNECT_VOLTAGE_MAX": _cell_volts(),
+    "BMS_CABLE_ALARM": _Key(
+        _cable_alarm,
+        "True, False or a number of seconds >= 0",
+        lambda value: value >= 0,  # type: ignore[operator]
+    ),
+    "SOC_LOW_WARNING": _percent("a SoC in %", True),
+    "SOC_LOW_ALARM": _percent("a SoC in %", True),
 }
 
 # Keys a per-pack file may set; a one-battery config names its own limits MAX_BATTERY_*, so accept those too.
@@ -188,6 +211,8 @@ _ORDERED = (
     ("MIN_CELL_VOLTAGE", "MAX_CELL_VOLTAGE"),
     ("CELL_UNDERVOLTAGE", "MIN_CELL_VOLTAGE"),
     ("MAX_CELL_VOLTAGE", "CELL_OVERVOLTAGE"),
+    ("BLOCK_ON_DISCONNECT_VOLTAGE_MIN", "BLOCK_ON_DISCONNECT_VOLTAGE_MAX"),
+    ("SOC_LOW_ALARM", "SOC_LOW_WARNING"),
 )
 
 
@@ -249,6 +274,13 @@ class Config:
     soc_imbalance_clear_threshold: float
     imbalance_cvl_step: float
     imbalance_charge_fraction: float
+    block_on_disconnect: bool
+    block_on_disconnect_timeout_minutes: float
+    block_on_disconnect_voltage_min: float
+    block_on_disconnect_voltage_max: float
+    bms_cable_alarm: float  # s, 0 = off
+    soc_low_warning: float
+    soc_low_alarm: float
     packs: tuple[PackSpec, ...] = ()  # resolved from -p arguments or BATTERY_ADDRESSES
     sources: tuple[str, ...] = field(default=())  # files used, defaults first
 
@@ -317,15 +349,42 @@ def _check_known(raw: dict[str, str], path: Path, known: Iterable[str], what: st
             raise ConfigError(f"{path}: unknown key {key}{_nearest(key, known)} ({what})")
 
 
+def _user_keys(raw: dict[str, str], path: Path) -> dict[str, str]:
+    """The user's keys this program uses. dbus-serialbattery's keys that it does not implement are accepted
+    and named in one warning, so a serialbattery config.ini starts; any other unknown key is an error."""
+    known = [*KEYS, *SERIALBATTERY_KEYS]
+    for key in raw:
+        if key not in known:
+            hint = _nearest(key, known)
+            raise ConfigError(f"{path}: unknown key {key}{hint} (not a dbus-btbattery setting)")
+    unused = [key for key in raw if key not in KEYS]
+    if unused:
+        log.warning(
+            "%s: %d dbus-serialbattery key%s accepted but unused here: %s",
+            path,
+            len(unused),
+            "" if len(unused) == 1 else "s",
+            ", ".join(unused),
+        )
+    used = {key: text for key, text in raw.items() if key in KEYS}
+    for key, text in list(used.items()):
+        # serialbattery's "leave empty for the default" (POLL_INTERVAL =) means the same here
+        if not text.strip() and key in EMPTY_IS_DEFAULT:
+            del used[key]
+            log.info("%s: %s is empty: the built-in default applies", path, key)
+    return used
+
+
 def _convert(key: str, text: str, origin: str) -> object:
     spec = KEYS[key]
+    note = f" ({key}: {differs(key)})" if differs(key) else ""
     try:
         value = spec.parse(text)
     except ConfigError as exc:
-        raise ConfigError(f"{origin}: {key}: {exc}") from None
+        raise ConfigError(f"{origin}: {key}: {exc}{note}") from None
     except ValueError:
         problem = f"{key} = {text.strip()!r} is not valid"
-        raise ConfigError(f"{origin}: {problem}; accepted: {spec.accepted}") from None
+        raise ConfigError(f"{origin}: {problem}; accepted: {spec.accepted}{note}") from None
     if not spec.check(value):
         raise ConfigError(f"{origin}: {key} = {text.strip()!r} is out of range; accepted: {spec.accepted}")
     return value
@@ -454,8 +513,7 @@ def load_config(
     sources = [str(defaults)]
     user = find_user_config(path, search_dirs)
     if user is not None:
-        user_raw = read_ini(user)
-        _check_known(user_raw, user, KEYS, "not a dbus-btbattery setting")
+        user_raw = _user_keys(read_ini(user), user)
         raw.update(user_raw)
         origin.update(dict.fromkeys(user_raw, str(user)))
         sources.append(str(user))

@@ -39,7 +39,9 @@ PATH_MEANINGS: dict[str, str] = {
     "/Info/MaxChargeCurrent": "CCL: charge current limit for DVCC",
     "/Info/MaxDischargeCurrent": "DCL: discharge current limit for DVCC",
     "/Info/BatteryLowVoltage": "cells x MIN_CELL_VOLTAGE",
-    "/Info/ChargeRequest": "always 0",
+    "/Info/ChargeRequest": "1 from an under-voltage event until recharged (Venus shows Recharging)",
+    "/Info/ChargeLimitation": "short text of the rule that binds the CCL",
+    "/Info/DischargeLimitation": "short text of the rule that binds the DCL",
     "/Io/AllowToCharge": "1 when the CCL is above 0",
     "/Io/AllowToDischarge": "1 when the DCL is above 0",
     "/Io/AllowToBalance": "1 when the packs may balance",
@@ -49,6 +51,10 @@ PATH_MEANINGS: dict[str, str] = {
     "/System/MaxVoltageCellId": "which cell: `2-5` = pack 2, cell 5",
     "/System/MinCellTemperature": "coldest pack sensor",
     "/System/MaxCellTemperature": "hottest pack sensor",
+    "/System/MinSoc": "SoC of the emptiest active pack",
+    "/System/MinSocBatteryId": "which pack: n as in `/Parallel/Battery<n>`",
+    "/System/MaxSoc": "SoC of the fullest active pack",
+    "/System/MaxSocBatteryId": "which pack: n as in `/Parallel/Battery<n>`",
     "/System/NrOfCellsPerBattery": "cells in series per pack",
     "/System/NrOfModulesOnline": "active packs",
     "/System/NrOfModulesOffline": "packs not active",
@@ -59,8 +65,9 @@ PATH_MEANINGS: dict[str, str] = {
     "/Voltages/Sum": "sum of a pack's cells (mean over packs)",
     "/Voltages/Diff": "highest minus lowest cell of the bank",
     "/State": "9 running, 14 standby (no active pack)",
-    "/Alarms/LowSoc": "0 ok, 1 warning (SoC below 10 %)",
+    "/Alarms/LowSoc": "0 ok, 1 warning (SoC below SOC_LOW_WARNING), 2 alarm (below SOC_LOW_ALARM)",
     "/Alarms/CellImbalance": "0 ok, 1 warning (cell spread 0.15 V), 2 alarm (0.30 V)",
+    "/Alarms/BmsCable": "1 once a pack sent no data for BMS_CABLE_ALARM s, 2 once no pack did",
     "/Alarms/LowVoltage": "2 while a pack reports pack under-voltage protection",
     "/Alarms/HighVoltage": "2 while a pack reports pack over-voltage protection",
     "/Alarms/LowCellVoltage": "2 while a pack reports cell under-voltage protection",
@@ -145,6 +152,28 @@ def config_keys_markdown(path: Path | None = None) -> str:
     return "\n".join(rows)
 
 
+def serialbattery_markdown() -> str:
+    """How a dbus-serialbattery config.ini is read: the keys whose meaning differs, then the rest by kind."""
+    from btbattery.compat import SERIALBATTERY_KEYS, SERIALBATTERY_SOURCE
+    from btbattery.config import KEYS
+
+    rows = ["| Key | Here, and in dbus-serialbattery |", "|---|---|"]
+    rows += [f"| `{key}` | {note} |" for key, note in SERIALBATTERY_KEYS.items() if note]
+    same = [f"`{key}`" for key, note in SERIALBATTERY_KEYS.items() if key in KEYS and not note]
+    unused = [f"`{key}`" for key in SERIALBATTERY_KEYS if key not in KEYS]
+    return "\n".join(
+        [
+            f"Keys of {SERIALBATTERY_SOURCE}, {len(SERIALBATTERY_KEYS)} in all.",
+            "",
+            *rows,
+            "",
+            f"Same name and meaning ({len(same)}): {', '.join(same)}.",
+            "",
+            f"Accepted, named in one warning, and unused ({len(unused)}): {', '.join(unused)}.",
+        ]
+    )
+
+
 def commands_markdown() -> str:
     """Every command's ``--help``, exactly as the program prints it."""
     import os
@@ -171,6 +200,7 @@ SECTIONS = {
     "link-states": link_states_markdown,
     "config-keys": config_keys_markdown,
     "dbus-paths": dbus_paths_markdown,
+    "serialbattery-keys": serialbattery_markdown,
 }
 
 

@@ -200,6 +200,17 @@ class ChargeLimits:
     charge_current: float  # A, CCL
     discharge_current: float  # A, DCL
     reasons: tuple[str, ...] = field(default=())  # why a limit is below its configured maximum
+    charge_reason: str = ""  # short text of the rule that binds the CCL (for /Info/ChargeLimitation)
+    discharge_reason: str = ""  # likewise for the DCL (/Info/DischargeLimitation)
+
+
+@dataclass(frozen=True, slots=True)
+class BankAlerts:
+    """Alarm levels (0 ok, 1 warning, 2 alarm; None unknown) and requests that need the bank's history."""
+
+    bms_cable: int = 0
+    low_soc: int | None = None
+    charge_request: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,3 +221,7 @@ class BankState:
     imbalance: ImbalanceStatus
     limits: ChargeLimits
     connected: bool  # False only after no pack has been active for the long timeout
+    alerts: BankAlerts = field(default_factory=BankAlerts)
+    # What to publish if the service stops after this tick: CCL 0, DCL per the disconnect policy, CVL no
+    # higher than now. None: CCL = DCL = 0.
+    stop_limits: ChargeLimits | None = None

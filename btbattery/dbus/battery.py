@@ -22,7 +22,15 @@ from dbus_fast.aio import MessageBus
 
 from btbattery import __version__
 from btbattery.dbus.busitem import BusItemTree, TextFormat, Writable, unit_text
-from btbattery.model import BankSnapshot, BankState, ChargeLimits, ImbalanceStatus, PackStatus, Protection
+from btbattery.model import (
+    BankAlerts,
+    BankSnapshot,
+    BankState,
+    ChargeLimits,
+    ImbalanceStatus,
+    PackStatus,
+    Protection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,6 @@ STATE_STANDBY = 14
 
 # Alarm levels.
 OK, WARNING, ALARM = 0, 1, 2
-LOW_SOC_WARNING = 10.0  # %
 CELL_DIFF_WARNING = 0.15  # V, highest minus lowest cell in the bank
 CELL_DIFF_ALARM = 0.30
 TIME_TO_GO_MIN_CURRENT = 0.5  # A of discharge below which time-to-go means nothing
@@ -81,6 +88,8 @@ BANK_PATHS: dict[str, TextFormat | None] = {
     "/Info/MaxDischargeCurrent": AMP,
     "/Info/BatteryLowVoltage": VOLT,
     "/Info/ChargeRequest": None,
+    "/Info/ChargeLimitation": None,
+    "/Info/DischargeLimitation": None,
     "/Io/AllowToCharge": None,
     "/Io/AllowToDischarge": None,
     "/Io/AllowToBalance": None,
@@ -90,6 +99,10 @@ BANK_PATHS: dict[str, TextFormat | None] = {
     "/System/MaxVoltageCellId": None,
     "/System/MinCellTemperature": DEGREES,
     "/System/MaxCellTemperature": DEGREES,
+    "/System/MinSoc": PERCENT,
+    "/System/MinSocBatteryId": None,
+    "/System/MaxSoc": PERCENT,
+    "/System/MaxSocBatteryId": None,
     "/System/NrOfCellsPerBattery": None,
     "/System/NrOfModulesOnline": None,
     "/System/NrOfModulesOffline": None,
@@ -102,6 +115,7 @@ BANK_PATHS: dict[str, TextFormat | None] = {
     "/State": None,
     "/Alarms/LowSoc": None,
     "/Alarms/CellImbalance": None,
+    "/Alarms/BmsCable": None,
     **dict.fromkeys(PROTECTION_ALARMS),
     "/Parallel/VoltageImbalance": None,
     "/Parallel/CurrentImbalance": None,
@@ -147,6 +161,30 @@ def _limit(value: float | None) -> float:
     if value is None or not math.isfinite(value) or value < 0:
         return 0.0
     return float(value)
+
+
+LIMIT_PATHS = ("/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent")
+
+
+def limit_values(limits: ChargeLimits, last_cvl: float | None) -> dict[str, Any]:
+    """The DVCC limits to publish, given the last CVL published (None: none yet).
+
+    A CVL of 0 V is never a limit (DVCC would pass it to the chargers): it means "unknown", so the last
+    published CVL stays. Before the first real CVL the three limits are invalid: Venus then treats the
+    service as a battery without BMS control rather than obeying made-up numbers. The currents fail toward
+    0; charging and discharging are allowed exactly when their limit is above 0.
+    """
+    cvl = _limit(limits.charge_voltage) or last_cvl
+    if not cvl:
+        return {**dict.fromkeys(LIMIT_PATHS), "/Io/AllowToCharge": 0, "/Io/AllowToDischarge": 0}
+    charge, discharge = _limit(limits.charge_current), _limit(limits.discharge_current)
+    return {
+        "/Info/MaxChargeVoltage": cvl,
+        "/Info/MaxChargeCurrent": charge,
+        "/Info/MaxDischargeCurrent": discharge,
+        "/Io/AllowToCharge": int(charge > 0),
+        "/Io/AllowToDischarge": int(discharge > 0),
+    }
 
 
 class CustomNameStore:
@@ -213,10 +251,9 @@ class BatteryService:
         for path, text in BANK_PATHS.items():
             self.tree.add(path, text=text)
         self.tree["/Parallel/TotalBatteries"] = len(self.packs)
-        # Until the first tick the bank has proven nothing: limits start at zero, like any unknown limit.
-        for path in ("/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"):
-            self.tree[path] = 0.0
-        self.tree["/Io/AllowToCharge"] = self.tree["/Io/AllowToDischarge"] = 0
+        # Until the first real limits the limit paths stay invalid (limit_values); nothing is allowed.
+        self.tree.update({**limit_values(ChargeLimits(0.0, 0.0, 0.0), None), "/Info/ChargeRequest": 0})
+        self.tree["/Alarms/BmsCable"] = OK
         for number, address in self.packs:
             self._add_pack(number, address)
             self._ensure_cells(number, cells_per_pack or 0)
@@ -280,6 +317,9 @@ class BatteryService:
         """Map one pipeline tick to paths; at most one ItemsChanged leaves, carrying only changes."""
         with self.tree.batch():
             values = bank_values(state.snapshot, state.imbalance, state.limits, self._low_cell_voltage)
+            cvl = self.tree["/Info/MaxChargeVoltage"]
+            values.update(limit_values(state.limits, cvl if isinstance(cvl, float) else None))
+            values.update(alert_values(state.alerts))
             values["/Connected"] = 1 if state.connected else 0
             for pack in state.snapshot.packs:
                 self._pack_values(pack, values)
@@ -342,6 +382,7 @@ def bank_values(
         "/Parallel/ActiveBatteries": snap.active_packs,
     }
     values.update(_limit_values(snap, limits, low_cell_voltage))
+    values.update(soc_extremes(snap))
     values.update(_imbalance_values(imbalance))
     values.update(_alarm_values(snap, active))
     values["/Balancing"] = int(snap.balancing) if active else None
@@ -349,18 +390,33 @@ def bank_values(
 
 
 def _limit_values(snap: BankSnapshot, limits: ChargeLimits, low_cell_voltage: float) -> dict[str, Any]:
-    charge = _limit(limits.charge_current)
-    discharge = _limit(limits.discharge_current)
+    """The limits' companions (the limits themselves need the last CVL: :func:`limit_values`)."""
     low = snap.cells_per_pack * low_cell_voltage if snap.cells_per_pack else None
     return {
-        "/Info/MaxChargeVoltage": _limit(limits.charge_voltage),
-        "/Info/MaxChargeCurrent": charge,
-        "/Info/MaxDischargeCurrent": discharge,
         "/Info/BatteryLowVoltage": low,
-        "/Info/ChargeRequest": 0,
-        "/Io/AllowToCharge": int(snap.charge_fet and charge > 0),
-        "/Io/AllowToDischarge": int(snap.discharge_fet and discharge > 0),
+        "/Info/ChargeLimitation": limits.charge_reason or None,
+        "/Info/DischargeLimitation": limits.discharge_reason or None,
         "/Io/AllowToBalance": 1 if snap.active_packs else 0,
+    }
+
+
+def alert_values(alerts: BankAlerts) -> dict[str, Any]:
+    return {
+        "/Alarms/BmsCable": alerts.bms_cable,
+        "/Alarms/LowSoc": alerts.low_soc,
+        "/Info/ChargeRequest": int(alerts.charge_request),
+    }
+
+
+def soc_extremes(snap: BankSnapshot) -> dict[str, Any]:
+    """The emptiest and fullest active pack: in parallel the bank is as empty as its emptiest pack."""
+    socs = [(p.reading.info.soc, p.pack) for p in snap.packs if p.active and p.reading is not None]
+    low, high = (min(socs), max(socs)) if socs else ((None, None), (None, None))
+    return {
+        "/System/MinSoc": low[0],
+        "/System/MinSocBatteryId": low[1],
+        "/System/MaxSoc": high[0],
+        "/System/MaxSocBatteryId": high[1],
     }
 
 
@@ -377,11 +433,10 @@ def _imbalance_values(imbalance: ImbalanceStatus) -> dict[str, Any]:
 
 def _alarm_values(snap: BankSnapshot, active: bool) -> dict[str, Any]:
     if not active:
-        return {path: None for path in (*PROTECTION_ALARMS, "/Alarms/LowSoc", "/Alarms/CellImbalance")}
+        return {path: None for path in (*PROTECTION_ALARMS, "/Alarms/CellImbalance")}
     values: dict[str, Any] = {
         path: ALARM if snap.protection & bits else OK for path, bits in PROTECTION_ALARMS.items()
     }
-    values["/Alarms/LowSoc"] = WARNING if snap.soc is not None and snap.soc < LOW_SOC_WARNING else OK
     diff = _cell_diff(snap)
     level = OK
     if diff is not None and diff >= CELL_DIFF_ALARM:

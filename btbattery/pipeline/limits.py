@@ -284,7 +284,14 @@ def target_limits(
         charge_reasons.append("imbalance derate")
     cvl, cvl_reasons = charge_voltage(snapshot, imbalance, cfg)
     reasons = dict.fromkeys(charge_reasons + discharge_reasons + cvl_reasons)  # ordered, no duplicates
-    return ChargeLimits(_safe(cvl), _safe(ccl), _safe(dcl), tuple(reasons))
+    return ChargeLimits(
+        _safe(cvl),
+        _safe(ccl),
+        _safe(dcl),
+        tuple(reasons),
+        "; ".join(charge_reasons) or "MAX_BATTERY_CHARGE_CURRENT",
+        "; ".join(discharge_reasons) or "MAX_BATTERY_DISCHARGE_CURRENT",
+    )
 
 
 def _safe(value: float) -> float:
@@ -313,4 +320,6 @@ def rate_limit(previous: ChargeLimits | None, target: ChargeLimits, dt: float, c
     reasons = target.reasons
     if ccl < target.charge_current or dcl < target.discharge_current or cvl < target.charge_voltage:
         reasons = (*reasons, "rising")
-    return ChargeLimits(cvl, ccl, dcl, reasons)
+    charge_reason = target.charge_reason + (", rising" if ccl < target.charge_current else "")
+    discharge_reason = target.discharge_reason + (", rising" if dcl < target.discharge_current else "")
+    return ChargeLimits(cvl, ccl, dcl, reasons, charge_reason, discharge_reason)

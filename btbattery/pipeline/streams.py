@@ -27,6 +27,8 @@ from reactivex.abc import SchedulerBase
 from btbattery.config import Config, PackSpec
 from btbattery.model import BankState, ChargeLimits, ImbalanceStatus, LinkEvent, PackReading, PackStatus
 from btbattery.pipeline.aggregate import PackFeed, aggregate, feed_error, feed_link, feed_reading, judge_pack
+from btbattery.pipeline.alerts import AlertTracker
+from btbattery.pipeline.disconnect import DisconnectPolicy
 from btbattery.pipeline.imbalance import ImbalanceDetector
 from btbattery.pipeline.limits import rate_limit, target_limits
 
@@ -100,6 +102,8 @@ class BankCycle:
         self.packs = tuple(packs)
         self.config = config
         self.detector = ImbalanceDetector(config)
+        self.alerts = AlertTracker(config, start)
+        self.disconnect = DisconnectPolicy(config)
         self.limits: ChargeLimits | None = None
         self.last_time: float | None = None
         self.last_active = start
@@ -119,7 +123,8 @@ class BankCycle:
         since = cfg.publish_interval if self.last_time is None else now - self.last_time
         dt = min(since, cfg.publish_interval)
         fresh_start = snapshot.active_packs > 0 and not self._active_before
-        self.limits = rate_limit(None if fresh_start else self.limits, target, dt, cfg)
+        limits = rate_limit(None if fresh_start else self.limits, target, dt, cfg)
+        self.limits = self.disconnect.apply(snapshot, limits, now)
         self._active_before = snapshot.active_packs > 0
         self.last_time = now
         if snapshot.active_packs:
@@ -127,7 +132,14 @@ class BankCycle:
         if self.failing:
             log.info("bank update works again at t=%.1f", now)
             self.failing = False
-        return BankState(snapshot, imbalance, self.limits, now - self.last_active < cfg.disconnected_after)
+        return BankState(
+            snapshot,
+            imbalance,
+            self.limits,
+            now - self.last_active < cfg.disconnected_after,
+            self.alerts.update(snapshot, now),
+            self.disconnect.stop_limits(self.limits, now),
+        )
 
     def fail_safe(self, feeds: Sequence[PackFeed], now: float, error: Exception) -> BankState:
         """A bug in the bank math must not end the stream or leave old limits up: publish zero currents."""

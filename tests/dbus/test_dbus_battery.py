@@ -22,7 +22,7 @@ from dbus_fast import MessageType
 from dbus_fast.aio import MessageBus
 
 from btbattery.dbus.battery import PRODUCT_ID, SERVICE_NAME, BatteryService
-from btbattery.model import ChargeLimits, Protection
+from btbattery.model import BankAlerts, ChargeLimits, Protection
 
 MANDATORY = [
     "/Mgmt/ProcessName",
@@ -66,6 +66,12 @@ TYPES = {
     "/Info/MaxDischargeCurrent": "d",
     "/Info/BatteryLowVoltage": "d",
     "/Info/ChargeRequest": "i",
+    "/Info/ChargeLimitation": "s",
+    "/Info/DischargeLimitation": "s",
+    "/System/MinSoc": "i",
+    "/System/MinSocBatteryId": "i",
+    "/Alarms/BmsCable": "i",
+    "/Alarms/LowSoc": "i",
     "/Io/AllowToCharge": "i",
     "/Io/AllowToDischarge": "i",
     "/Io/AllowToBalance": "i",
@@ -115,7 +121,9 @@ async def test_get_items_has_every_path_with_its_type(
     assert len(cells) == 4 * 16 * 2
     assert items["/ProductId"]["Value"].value == PRODUCT_ID
     assert items["/Connected"]["Value"].value == 0
-    assert items["/Info/MaxChargeCurrent"]["Value"].value == 0.0  # no tick yet: limits start at zero
+    for path in ("/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"):
+        assert items[path]["Value"].signature == "ai", path  # no limits yet: invalid, so DVCC obeys none
+    assert items["/Io/AllowToCharge"]["Value"].value == 0
     assert items["/Dc/0/Voltage"]["Value"].signature == "ai"  # ...but measurements are unknown
     assert items["/Parallel/Battery3/Address"]["Value"].value == "AA:BB:CC:DD:EE:03"
 
@@ -183,12 +191,12 @@ async def test_one_cell_change_is_one_path(start_service: ServiceFactory, client
     assert set(changed) == {"/Voltages/Cell2_3", "/Voltages/Sum"}
 
 
-async def test_offline_bank_is_invalid_except_limits_which_are_zero(
+async def test_offline_bank_is_invalid_except_currents_zero_and_the_last_cvl(
     start_service: ServiceFactory, client: MessageBus
 ) -> None:
     service = await start_service(packs=2, cells_per_pack=4)
     service.publish(bank_state(2, 4))
-    service.publish(bank_state(2, 4, active=False))
+    service.publish(bank_state(2, 4, active=False))  # its limits are ChargeLimits(0, 0, 0)
     items = await get_items(client, SERVICE_NAME)
     for path in ("/Dc/0/Voltage", "/Soc", "/System/MinCellVoltage", "/Voltages/Cell1_1", "/Balances/Cell2_4"):
         assert items[path]["Value"].signature == "ai", path
@@ -196,8 +204,9 @@ async def test_offline_bank_is_invalid_except_limits_which_are_zero(
     assert items["/Parallel/Battery1/Voltage"]["Value"].value == []
     assert items["/Parallel/Battery1/Connected"]["Value"].value == 0
     assert items["/Parallel/Battery1/LinkState"]["Value"].value == "offline"
-    for path in ("/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent", "/Info/MaxChargeVoltage"):
+    for path in ("/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"):
         assert items[path]["Value"].signature == "d" and items[path]["Value"].value == 0.0, path
+    assert items["/Info/MaxChargeVoltage"]["Value"].value == 55.2  # 0 V is "unknown": the last CVL stays
     assert items["/Connected"]["Value"].value == 0
     assert items["/Io/AllowToCharge"]["Value"].value == 0
     assert items["/Parallel/ActiveBatteries"]["Value"].value == 0
@@ -205,13 +214,64 @@ async def test_offline_bank_is_invalid_except_limits_which_are_zero(
 
 async def test_broken_limits_fail_toward_zero(start_service: ServiceFactory, client: MessageBus) -> None:
     service = await start_service(packs=1, cells_per_pack=4)
-    state = dataclasses.replace(bank_state(1, 4), limits=ChargeLimits(math.nan, math.inf, -3.0))
-    service.publish(state)
+    broken = dataclasses.replace(bank_state(1, 4), limits=ChargeLimits(math.nan, math.inf, -3.0))
+    service.publish(broken)
     items = await get_items(client, SERVICE_NAME)
-    assert items["/Info/MaxChargeVoltage"]["Value"].value == 0.0
+    for path in ("/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent"):
+        assert items[path]["Value"].signature == "ai", path  # never a real CVL yet: invalid, not 0 V
+    service.publish(bank_state(1, 4))
+    service.publish(broken)
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Info/MaxChargeVoltage"]["Value"].value == 55.2
     assert items["/Info/MaxChargeCurrent"]["Value"].value == 0.0
     assert items["/Info/MaxDischargeCurrent"]["Value"].value == 0.0
     assert items["/Io/AllowToCharge"]["Value"].value == 0
+
+
+async def test_allow_to_charge_follows_the_ccl_not_one_packs_fet(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    """One pack's charge FET off while the others charge: the bank may be charged (CCL > 0), and the
+    blocking pack is counted where Venus looks for it."""
+    service = await start_service(packs=2, cells_per_pack=4)
+    service.publish(with_snapshot(bank_state(2, 4), charge_fet=False, blocking_charge=1))
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Io/AllowToCharge"]["Value"].value == 1
+    assert items["/System/NrOfModulesBlockingCharge"]["Value"].value == 1
+    service.publish(dataclasses.replace(bank_state(2, 4), limits=ChargeLimits(55.2, 0.0, 150.0)))
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Io/AllowToCharge"]["Value"].value == 0
+    assert items["/Io/AllowToDischarge"]["Value"].value == 1
+
+
+async def test_alerts_reasons_and_pack_soc_extremes(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    service = await start_service(packs=3, cells_per_pack=4)
+    state = bank_state(3, 4)
+    packs = list(state.snapshot.packs)
+    for number, soc in ((1, 64), (2, 12), (3, 71)):
+        reading = packs[number - 1].reading
+        assert reading is not None
+        info = dataclasses.replace(reading.info, soc=soc)
+        packs[number - 1] = dataclasses.replace(
+            packs[number - 1], reading=dataclasses.replace(reading, info=info)
+        )
+    limits = ChargeLimits(55.2, 40.0, 150.0, (), "cell voltage: pack 3", "MAX_BATTERY_DISCHARGE_CURRENT")
+    alerts = BankAlerts(bms_cable=1, low_soc=2, charge_request=True)
+    state = dataclasses.replace(state, limits=limits, alerts=alerts)
+    service.publish(with_snapshot(state, packs=tuple(packs)))
+    items = await get_items(client, SERVICE_NAME)
+    value = {path: items[path]["Value"].value for path in items}
+    assert value["/System/MinSoc"] == 12 and value["/System/MinSocBatteryId"] == 2
+    assert value["/System/MaxSoc"] == 71 and value["/System/MaxSocBatteryId"] == 3
+    assert value["/Info/ChargeLimitation"] == "cell voltage: pack 3"
+    assert value["/Info/DischargeLimitation"] == "MAX_BATTERY_DISCHARGE_CURRENT"
+    assert (value["/Alarms/BmsCable"], value["/Alarms/LowSoc"], value["/Info/ChargeRequest"]) == (1, 2, 1)
+    service.publish(bank_state(3, 4, active=False))
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/System/MinSoc"]["Value"].signature == "ai"
+    assert items["/Alarms/BmsCable"]["Value"].value == 0  # valid even without a pack: that is its point
 
 
 async def test_protection_raises_alarms(start_service: ServiceFactory, client: MessageBus) -> None:

@@ -114,6 +114,25 @@ async def test_sigterm_exits_zero_releases_the_name_and_every_link(steady) -> No
     assert not (await fake_bluez_stats(stack.system_address))["connected"]
 
 
+async def test_sigterm_leaves_ccl_zero_visible_before_the_name_goes(steady) -> None:
+    """The last word DVCC hears is a safe one: CCL 0, the DCL kept (the steady packs' cells, ~3.34 V, lie in
+    the default BLOCK_ON_DISCONNECT band, so an island inverter is not cut by a restart), the CVL no higher
+    than before. Read from ItemsChanged as received before NameOwnerChanged, the order Venus sees them in."""
+    stack, client = steady
+    await client.wait_until(lambda c: _active(3)(c) and c.values["/Info/MaxChargeCurrent"] > 0, START_TIMEOUT)
+    before = dict(client.values)
+    assert before["/Info/MaxDischargeCurrent"] > 0 and before["/Io/AllowToCharge"] == 1
+    assert await stack.stop_service() == 0
+    seen = client.values_when_name_went
+    assert seen is not None, "the client never saw the name go"
+    assert seen["/Info/MaxChargeCurrent"] == 0.0
+    assert seen["/Io/AllowToCharge"] == 0
+    assert seen["/Info/ChargeLimitation"] == "service stopping"
+    assert 0 < seen["/Info/MaxChargeVoltage"] <= before["/Info/MaxChargeVoltage"]
+    assert seen["/Info/MaxDischargeCurrent"] == pytest.approx(before["/Info/MaxDischargeCurrent"], rel=0.2)
+    assert seen["/Io/AllowToDischarge"] == 1
+
+
 async def test_soc_imbalance_raises_lowers_limits_and_clears(tmp_path: Path) -> None:
     async with await _stack("e2e_imbalance", tmp_path) as stack:
         client = await VenusClient.connect(stack.session_address, SERVICE)
@@ -179,6 +198,23 @@ def test_no_bluetooth_adapter_exits_non_zero_with_one_message() -> None:
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "Bluetooth" in errors[0]
+
+
+def test_a_serialbattery_config_gets_past_the_config_with_one_warning() -> None:
+    """A dbus-serialbattery user's config.ini, every key at its default: the program starts (and stops only at
+    the missing Bluetooth adapter), naming the keys it does not use in one warning."""
+    with PrivateBus() as empty_system:
+        result = _run_service(
+            "-p",
+            "AA:BB:CC:DD:EE:FF",
+            "--config",
+            str(DATA / "serialbattery_config.ini"),
+            system=empty_system.address,
+        )
+    assert result.returncode == 1, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "MQTT_BROKER_ADDRESS" in warnings[0] and "unused" in warnings[0]
+    assert "Bluetooth" in result.stderr
 
 
 def test_guide_entry_point_runs_the_same_program() -> None:

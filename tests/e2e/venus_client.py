@@ -34,6 +34,8 @@ class VenusClient:
         self.values: dict[str, Any] = {}
         self.owner: str | None = None
         self.items_changed = 0
+        self._scan_serial = -1
+        self.values_when_name_went: dict[str, Any] | None = None  # what it knew as the name went
         self._changed = asyncio.Event()
         bus.add_message_handler(self._on_message)
 
@@ -48,6 +50,11 @@ class VenusClient:
         return client
 
     def _on_message(self, msg: Message) -> None:
+        if msg.message_type == MessageType.METHOD_RETURN and msg.reply_serial == self._scan_serial:
+            # Applied here, in the order messages arrived: a signal that came after this reply is newer and
+            # must win, which it would not if the awaiting coroutine applied the reply when it resumes.
+            self.values.update({path: _plain(props) for path, props in msg.body[0].items()})
+            return
         if msg.message_type != MessageType.SIGNAL:
             return
         if msg.member == "ItemsChanged" and msg.sender == self.owner:
@@ -57,6 +64,8 @@ class VenusClient:
             self._changed.set()
         elif msg.member == "NameOwnerChanged" and msg.body[0] == self.service:
             self.owner = msg.body[2] or None
+            if self.owner is None:
+                self.values_when_name_went = dict(self.values)
             self._changed.set()
 
     async def name_owner(self) -> str | None:
@@ -75,7 +84,16 @@ class VenusClient:
     async def wait_for_service(self, timeout: float) -> None:
         """Wait for the name, then read every path once (the Venus scan)."""
         await self.wait_until(lambda c: c.owner is not None, timeout, poll_owner=True)
-        self.values.update(await self.get_items())
+        scan = Message(
+            destination=self.service,
+            path="/",
+            interface=BUSITEM,
+            member="GetItems",
+            serial=self.bus.next_serial(),
+        )
+        self._scan_serial = scan.serial
+        reply = await self.bus.call(scan)
+        assert reply.message_type == MessageType.METHOD_RETURN, reply.body
 
     async def wait_until(
         self, predicate: Callable[[VenusClient], bool], timeout: float, poll_owner: bool = False

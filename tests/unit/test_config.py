@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from btbattery.compat import SERIALBATTERY_KEYS
 from btbattery.config import (
     KEYS,
     ConfigError,
@@ -287,3 +288,68 @@ def test_missing_or_unreadable_config_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match=r"bin\.ini: not a text file"):
         load_config(binary, search_dirs=())
+
+
+# ---- dbus-serialbattery compatibility ----
+
+SERIALBATTERY_CONFIG = REPO / "tests" / "data" / "serialbattery_config.ini"
+
+
+def test_the_serialbattery_table_is_every_key_of_its_default_config() -> None:
+    keys = re.findall(r"^([A-Z_0-9]+) =", SERIALBATTERY_CONFIG.read_text(), re.M)
+    assert list(SERIALBATTERY_KEYS) == keys  # one table, in the source's order, nothing missing or extra
+    assert len(keys) == 121
+
+
+def test_a_serialbattery_config_starts_with_one_warning_naming_what_is_unused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        config = load_config(SERIALBATTERY_CONFIG, search_dirs=())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    unused = [key for key in SERIALBATTERY_KEYS if key not in KEYS]
+    assert unused and all(key in warnings[0] for key in unused)
+    assert not any(f" {key}," in warnings[0] or warnings[0].endswith(key) for key in KEYS)
+    # the keys implemented here keep their name and meaning
+    assert config.max_battery_charge_current == 50.0 and config.max_cell_voltage == 3.45
+    assert config.cell_voltages_while_charging == (3.5, 3.45, 3.425, 3.4, 3.375)
+    assert (config.soc_low_warning, config.soc_low_alarm) == (20, 10)
+    assert (config.block_on_disconnect, config.block_on_disconnect_timeout_minutes) == (False, 30)
+    assert config.bms_cable_alarm == 60  # True: serialbattery's 60 s
+    assert config.poll_interval == default_config().poll_interval  # empty: the built-in default
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        # unknown keys stay errors, with the nearest key of ours or serialbattery's
+        (
+            "MAX_BATTERY_CHARGE_CURENT = 1\n",
+            r"unknown key MAX_BATTERY_CHARGE_CURENT; did you mean MAX_BATTERY_CHARGE_CURRENT\?",
+        ),
+        ("FLOAT_CELL_VOLTGE = 3.4\n", r"did you mean FLOAT_CELL_VOLTAGE\?"),
+        (
+            "MAX_CELL_VOLTAGE =\n",
+            r"MAX_CELL_VOLTAGE = '' is not valid",
+        ),  # empty is a default for POLL_INTERVAL only
+        # a name that means something else here says so
+        ("BATTERY_ADDRESSES = 0x01, 0x02\n", r"BATTERY_ADDRESSES: .*Modbus addresses .* in serialbattery"),
+        ("BLOCK_ON_DISCONNECT_VOLTAGE_MIN = 3.4\n", r"BLOCK_ON_DISCONNECT_VOLTAGE_MIN = 3\.4 must be below"),
+        ("SOC_LOW_ALARM = 30\n", r"SOC_LOW_ALARM = 30\.0 must be below SOC_LOW_WARNING"),
+        ("BMS_CABLE_ALARM = -1\n", r"BMS_CABLE_ALARM = '-1' is out of range"),
+    ],
+)
+def test_serialbattery_and_disconnect_keys_refuse_bad_input(tmp_path: Path, text: str, pattern: str) -> None:
+    bad(tmp_path, text, pattern)
+
+
+def test_the_defaults_say_where_a_serialbattery_name_means_something_else() -> None:
+    assert "in\n# dbus-serialbattery the same name is one battery's limit" in find_defaults().read_text()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("True", 60.0), ("no", 0.0), ("15", 15.0), ("0", 0.0)])
+def test_bms_cable_alarm_is_serialbatterys_switch_or_seconds(
+    tmp_path: Path, text: str, seconds: float
+) -> None:
+    assert load_text(tmp_path, f"BMS_CABLE_ALARM = {text}\n").bms_cable_alarm == seconds
