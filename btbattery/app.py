@@ -209,7 +209,7 @@ class Service:
             links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),
             links.states.subscribe(on_next=_log_link_event),
         ]
-        sink = BankSink(on_failure=lambda error: _resolve(fatal, EXIT_FATAL, "the D-Bus publisher"))
+        sink = BankSink(on_failure=lambda error: _resolve(fatal, EXIT_FATAL, _lost_what(error)))
         bank = build_pipeline(
             packs,
             [link.readings for link in links.links],
@@ -312,7 +312,10 @@ class BankSink:
         """Publish the stop state of the newest tick and nothing after it (the pipeline is disposed first)."""
         state, self._latest = self._newest, None
         if self._service is not None and state is not None:
-            self._publish(stop_state(state, no_data))
+            try:
+                self._service.publish(stop_state(state, no_data))
+            except Exception as error:  # the bus may be what failed: say so in one line and go on stopping
+                log.warning("could not publish the stop state: %r", error)
         self._service = None
 
     def _publish(self, state: BankState) -> None:
@@ -368,6 +371,12 @@ def _log_link_event(event: Any) -> None:
         event.state.value,
         f" ({event.reason})" if event.reason else "",
     )
+
+
+def _lost_what(error: Exception) -> str:
+    """A publish that fails on a broken socket is the publishing connection lost, whichever noticed first."""
+    broken = isinstance(error, OSError | EOFError)
+    return "the publishing D-Bus connection" if broken else "the D-Bus publisher"
 
 
 def _resolve(fatal: asyncio.Future[int], code: int, why: object) -> None:

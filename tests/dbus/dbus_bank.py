@@ -11,6 +11,7 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from btbattery.model import (
+    BankAlerts,
     BankSnapshot,
     BankState,
     BasicInfo,
@@ -95,7 +96,10 @@ def bank_state(packs: int = 4, cells: int = 16, *, time: float = 0.0, active: bo
         discharge_fet=True,
     )
     imbalance = ImbalanceStatus(voltage_spread=0.03, current_spread=0.05, soc_spread=0.0)
-    return BankState(snapshot, imbalance, ChargeLimits(55.2, 100.0, 150.0), connected=True)
+    limits = ChargeLimits(
+        55.2, 100.0, 150.0, (), "MAX_BATTERY_CHARGE_CURRENT", "MAX_BATTERY_DISCHARGE_CURRENT"
+    )
+    return BankState(snapshot, imbalance, limits, connected=True, alerts=BankAlerts(low_soc=0))
 
 
 def with_snapshot(state: BankState, **changes: Any) -> BankState:

@@ -99,9 +99,12 @@ async def test_pack_drop_derates_then_recovers(steady) -> None:
     await client.wait_until(lambda c: c.values["/Info/MaxChargeCurrent"] <= 2 * PACK_LIMIT, 5)
     assert client.values["/Parallel/Battery2/Connected"] == 0
     assert client.values["/Connected"] == 1
+    # BMS_CABLE_ALARM = 2 s in the e2e config: a warning, not an alarm, while the other packs carry on
+    await client.wait_until(lambda c: c.values["/Alarms/BmsCable"] == 1, 10)
     await client.wait_until(_active(3), 40)
     await client.wait_until(lambda c: c.values["/Info/MaxChargeCurrent"] > 2 * PACK_LIMIT, 15)
     assert client.values["/Parallel/Battery2/Connected"] == 1
+    assert client.values["/Alarms/BmsCable"] == 0
 
 
 async def test_sigterm_exits_zero_releases_the_name_and_every_link(steady) -> None:
@@ -131,6 +134,36 @@ async def test_sigterm_leaves_ccl_zero_visible_before_the_name_goes(steady) -> N
     assert 0 < seen["/Info/MaxChargeVoltage"] <= before["/Info/MaxChargeVoltage"]
     assert seen["/Info/MaxDischargeCurrent"] == pytest.approx(before["/Info/MaxDischargeCurrent"], rel=0.2)
     assert seen["/Io/AllowToDischarge"] == 1
+
+
+async def test_a_blind_bank_keeps_its_dcl_stops_charging_and_exits_with_the_cable_alarm(
+    tmp_path: Path,
+) -> None:
+    """The adapter goes away: no pack has fresh data. Charging stops at once; the DCL is kept (the default
+    BLOCK_ON_DISCONNECT = False, cells ~3.34 V inside its band), so an island inverter keeps running; the
+    no-data watchdog then exits 3, and its last word is CCL 0, the kept DCL and /Alarms/BmsCable = 2."""
+    stack = await _stack("e2e_steady", tmp_path)
+    stack.service_args += ["--watchdog", "4"]
+    async with stack:
+        client = await VenusClient.connect(stack.session_address, SERVICE)
+        try:
+            await client.wait_for_service(START_TIMEOUT)
+            await client.wait_until(
+                lambda c: _active(3)(c) and c.values["/Info/MaxChargeCurrent"] > 0, START_TIMEOUT
+            )
+            dcl = client.values["/Info/MaxDischargeCurrent"]
+            await inject_fault(stack.system_address, 1, "adapter_loss", 60.0)
+            await client.wait_until(lambda c: c.values["/Info/MaxChargeCurrent"] == 0, 10)
+            assert client.values["/Info/MaxDischargeCurrent"] == pytest.approx(dcl, rel=0.2)
+            assert stack.service is not None
+            assert await asyncio.wait_for(stack.service.wait(), 30) == 3
+        finally:
+            client.close()
+    seen = client.values_when_name_went
+    assert seen is not None
+    assert seen["/Info/MaxChargeCurrent"] == 0.0 and seen["/Alarms/BmsCable"] == 2
+    assert seen["/Info/MaxDischargeCurrent"] == pytest.approx(dcl, rel=0.2)
+    assert seen["/Info/MaxChargeVoltage"] == pytest.approx(16 * 3.45, abs=0.01)
 
 
 async def test_soc_imbalance_raises_lowers_limits_and_clears(tmp_path: Path) -> None:
