@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,69 +73,116 @@ PROTECTION_ALARMS: dict[str, Protection] = {
     "/Alarms/LowTemperature": Protection.DISCHARGE_UNDERTEMPERATURE,
 }
 
-# Paths whose values come from a BankState, with their text formats.
-BANK_PATHS: dict[str, TextFormat | None] = {
-    "/Dc/0/Voltage": VOLT,
-    "/Dc/0/Current": AMP,
-    "/Dc/0/Power": WATT,
-    "/Dc/0/Temperature": DEGREES,
-    "/Soc": PERCENT,
-    "/Capacity": AMP_HOURS,
-    "/InstalledCapacity": AMP_HOURS,
-    "/ConsumedAmphours": AMP_HOURS,
-    "/TimeToGo": unit_text("s", 0),
-    "/Info/MaxChargeVoltage": VOLT,
-    "/Info/MaxChargeCurrent": AMP,
-    "/Info/MaxDischargeCurrent": AMP,
-    "/Info/BatteryLowVoltage": VOLT,
-    "/Info/ChargeRequest": None,
-    "/Info/ChargeLimitation": None,
-    "/Info/DischargeLimitation": None,
-    "/Io/AllowToCharge": None,
-    "/Io/AllowToDischarge": None,
-    "/Io/AllowToBalance": None,
-    "/System/MinCellVoltage": CELL_VOLT,
-    "/System/MaxCellVoltage": CELL_VOLT,
-    "/System/MinVoltageCellId": None,
-    "/System/MaxVoltageCellId": None,
-    "/System/MinCellTemperature": DEGREES,
-    "/System/MaxCellTemperature": DEGREES,
-    "/System/MinSoc": PERCENT,
-    "/System/MinSocBatteryId": None,
-    "/System/MaxSoc": PERCENT,
-    "/System/MaxSocBatteryId": None,
-    "/System/NrOfCellsPerBattery": None,
-    "/System/NrOfModulesOnline": None,
-    "/System/NrOfModulesOffline": None,
-    "/System/NrOfModulesBlockingCharge": None,
-    "/System/NrOfModulesBlockingDischarge": None,
-    "/Balancing": None,
-    "/History/ChargeCycles": None,
-    "/Voltages/Sum": VOLT,
-    "/Voltages/Diff": CELL_VOLT,
-    "/State": None,
-    "/Alarms/LowSoc": None,
-    "/Alarms/CellImbalance": None,
-    "/Alarms/BmsCable": None,
-    **dict.fromkeys(PROTECTION_ALARMS),
-    "/Parallel/VoltageImbalance": None,
-    "/Parallel/CurrentImbalance": None,
-    "/Parallel/SocImbalance": None,
-    "/Parallel/TotalBatteries": None,
-    "/Parallel/ActiveBatteries": None,
-    "/Parallel/VoltageSpread": CELL_VOLT,
-    "/Parallel/CurrentSpread": lambda v: f"{v * 100:.1f}%",
-    "/Parallel/SocSpread": PERCENT,
+
+@dataclass(frozen=True, slots=True)
+class PathSpec:
+    """One published path: what it means (the README's table is made from these) and its text format."""
+
+    meaning: str
+    text: TextFormat | None = None
+
+
+def _bit_names(bits: Protection) -> str:
+    return " or ".join(f"`{name.upper()}`" for name in bits.names())
+
+
+# The one table of published paths: identity (set once), bank (from every BankState), per pack, per cell.
+# The tree is built from it and the README's path table is generated from it; a test checks that the
+# service publishes exactly these.
+IDENTITY_PATHS: dict[str, PathSpec] = {
+    "/Mgmt/ProcessName": PathSpec("program name"),
+    "/Mgmt/ProcessVersion": PathSpec("program version"),
+    "/Mgmt/Connection": PathSpec("how the packs are reached"),
+    "/DeviceInstance": PathSpec("VRM device instance (from localsettings, else `--device-instance`)"),
+    "/ProductId": PathSpec("0xBA77, the community battery drivers' id"),
+    "/ProductName": PathSpec("product name"),
+    "/FirmwareVersion": PathSpec("program version"),
+    "/HardwareVersion": PathSpec("number of packs"),
+    "/Connected": PathSpec("1 while any pack is active; 0 after none was for DISCONNECTED_AFTER"),
+    "/CustomName": PathSpec("user's name for the bank (writable, persisted in the state file)"),
+    "/Serial": PathSpec("stable id derived from the pack addresses"),
 }
 
-PACK_PATHS: dict[str, TextFormat | None] = {
-    "Address": None,
-    "LinkState": None,
-    "Voltage": VOLT,
-    "Current": AMP,
-    "Soc": PERCENT,
-    "Connected": None,
+BANK_PATHS: dict[str, PathSpec] = {
+    "/Dc/0/Voltage": PathSpec("mean voltage of the active packs", VOLT),
+    "/Dc/0/Current": PathSpec("sum of the active packs' currents, + = charging", AMP),
+    "/Dc/0/Power": PathSpec("voltage x current", WATT),
+    "/Dc/0/Temperature": PathSpec("hottest pack sensor", DEGREES),
+    "/Soc": PathSpec("capacity-weighted state of charge", PERCENT),
+    "/Capacity": PathSpec("remaining capacity, summed", AMP_HOURS),
+    "/InstalledCapacity": PathSpec("nominal capacity, summed", AMP_HOURS),
+    "/ConsumedAmphours": PathSpec("installed minus remaining (<= 0)", AMP_HOURS),
+    "/TimeToGo": PathSpec("time to empty at the present discharge current", unit_text("s", 0)),
+    "/Info/MaxChargeVoltage": PathSpec("CVL: charge voltage limit for DVCC", VOLT),
+    "/Info/MaxChargeCurrent": PathSpec("CCL: charge current limit for DVCC", AMP),
+    "/Info/MaxDischargeCurrent": PathSpec("DCL: discharge current limit for DVCC", AMP),
+    "/Info/BatteryLowVoltage": PathSpec("cells x MIN_CELL_VOLTAGE", VOLT),
+    "/Info/ChargeRequest": PathSpec("1 from an under-voltage event until recharged (Venus shows Recharging)"),
+    "/Info/ChargeLimitation": PathSpec("short text of the rule that binds the CCL"),
+    "/Info/DischargeLimitation": PathSpec("short text of the rule that binds the DCL"),
+    "/Io/AllowToCharge": PathSpec("1 when the CCL is above 0"),
+    "/Io/AllowToDischarge": PathSpec("1 when the DCL is above 0"),
+    "/Io/AllowToBalance": PathSpec("1 when the packs may balance"),
+    "/System/MinCellVoltage": PathSpec("lowest cell of all packs", CELL_VOLT),
+    "/System/MaxCellVoltage": PathSpec("highest cell of all packs", CELL_VOLT),
+    "/System/MinVoltageCellId": PathSpec("which cell: `2-5` = pack 2, cell 5"),
+    "/System/MaxVoltageCellId": PathSpec("which cell: `2-5` = pack 2, cell 5"),
+    "/System/MinCellTemperature": PathSpec("coldest pack sensor", DEGREES),
+    "/System/MaxCellTemperature": PathSpec("hottest pack sensor", DEGREES),
+    "/System/MinSoc": PathSpec("SoC of the emptiest active pack", PERCENT),
+    "/System/MinSocBatteryId": PathSpec("which pack: n as in `/Parallel/Battery<n>`"),
+    "/System/MaxSoc": PathSpec("SoC of the fullest active pack", PERCENT),
+    "/System/MaxSocBatteryId": PathSpec("which pack: n as in `/Parallel/Battery<n>`"),
+    "/System/NrOfCellsPerBattery": PathSpec("cells in series per pack"),
+    "/System/NrOfModulesOnline": PathSpec("active packs"),
+    "/System/NrOfModulesOffline": PathSpec("packs not active"),
+    "/System/NrOfModulesBlockingCharge": PathSpec("active packs refusing charge (FET off or protection)"),
+    "/System/NrOfModulesBlockingDischarge": PathSpec("active packs refusing discharge"),
+    "/Balancing": PathSpec("1 while any pack balances a cell"),
+    "/History/ChargeCycles": PathSpec("highest cycle count of the packs"),
+    "/Voltages/Sum": PathSpec("sum of a pack's cells (mean over packs)", VOLT),
+    "/Voltages/Diff": PathSpec("highest minus lowest cell of the bank", CELL_VOLT),
+    "/State": PathSpec("9 running, 14 standby (no active pack)"),
+    "/Alarms/LowSoc": PathSpec("0 ok, 1 warning (SoC below SOC_LOW_WARNING), 2 alarm (below SOC_LOW_ALARM)"),
+    "/Alarms/CellImbalance": PathSpec("0 ok, 1 warning (cell spread 0.15 V), 2 alarm (0.30 V)"),
+    "/Alarms/BmsCable": PathSpec("1 once a pack sent no data for BMS_CABLE_ALARM s, 2 once no pack did"),
+    **{
+        path: PathSpec(f"2 while a pack reports the protection {_bit_names(bits)}")
+        for path, bits in PROTECTION_ALARMS.items()
+    },
+    "/Parallel/VoltageImbalance": PathSpec("1 while the packs' voltages are imbalanced"),
+    "/Parallel/CurrentImbalance": PathSpec("1 while the current is not shared by capacity"),
+    "/Parallel/SocImbalance": PathSpec("1 while the packs' SoCs are imbalanced"),
+    "/Parallel/TotalBatteries": PathSpec("packs configured"),
+    "/Parallel/ActiveBatteries": PathSpec("packs online with fresh data"),
+    "/Parallel/VoltageSpread": PathSpec("highest minus lowest pack voltage over the window", CELL_VOLT),
+    "/Parallel/CurrentSpread": PathSpec(
+        "largest deviation of a pack's current share from its capacity share", lambda v: f"{v * 100:.1f}%"
+    ),
+    "/Parallel/SocSpread": PathSpec("highest minus lowest pack SoC", PERCENT),
 }
+
+# Under /Parallel/Battery<n>/ for every pack.
+PACK_PATHS: dict[str, PathSpec] = {
+    "Address": PathSpec("pack n's Bluetooth address"),
+    "LinkState": PathSpec("idle, scanning, connecting, subscribing, polling, backoff"),
+    "Voltage": PathSpec("pack n's voltage", VOLT),
+    "Current": PathSpec("pack n's current, + = charging", AMP),
+    "Soc": PathSpec("pack n's state of charge", PERCENT),
+    "Connected": PathSpec("1 while pack n is active"),
+}
+
+# Every cell of every pack; D-Bus paths cannot hold the guide's hyphen.
+CELL_PATHS: dict[str, PathSpec] = {
+    "/Voltages/Cell<n>_<c>": PathSpec("cell c of pack n (the guide's `Cell<n>-<c>`)", CELL_VOLT),
+    "/Balances/Cell<n>_<c>": PathSpec("1 while cell c of pack n is balancing"),
+}
+
+
+def all_paths() -> dict[str, PathSpec]:
+    """Every path the service publishes, per-pack and per-cell ones as patterns (for the README)."""
+    packs = {f"/Parallel/Battery<n>/{leaf}": spec for leaf, spec in PACK_PATHS.items()}
+    return {**IDENTITY_PATHS, **BANK_PATHS, **packs, **CELL_PATHS}
 
 
 def bank_serial(addresses: Sequence[str]) -> str:
@@ -248,8 +296,8 @@ class BatteryService:
         self._cell_paths: dict[int, list[tuple[str, str]]] = {}
         self.tree = BusItemTree(bus)
         self._add_identity(device_instance, product_name, process_name)
-        for path, text in BANK_PATHS.items():
-            self.tree.add(path, text=text)
+        for path, spec in BANK_PATHS.items():
+            self.tree.add(path, text=spec.text)
         self.tree["/Parallel/TotalBatteries"] = len(self.packs)
         # Until the first real limits the limit paths stay invalid (limit_values); nothing is allowed.
         self.tree.update({**limit_values(ChargeLimits(0.0, 0.0, 0.0), None), "/Info/ChargeRequest": 0})
@@ -264,23 +312,25 @@ class BatteryService:
         return bank_unique_id([address for _, address in self.packs])
 
     def _add_identity(self, device_instance: int, product_name: str, process_name: str) -> None:
-        tree = self.tree
-        tree.add("/Mgmt/ProcessName", process_name)
-        tree.add("/Mgmt/ProcessVersion", __version__)
-        tree.add("/Mgmt/Connection", f"Bluetooth LE, {len(self.packs)} packs in parallel")
-        tree.add("/DeviceInstance", device_instance)
-        tree.add("/ProductId", PRODUCT_ID)
-        tree.add("/ProductName", product_name)
-        tree.add("/FirmwareVersion", __version__)
-        tree.add("/HardwareVersion", f"{len(self.packs)} x JBD BMS")
-        tree.add("/Connected", 0)
-        tree.add("/Serial", self.serial)
-        tree.add(
-            "/CustomName",
-            self._store.load(),
-            writable=Writable((str,), _valid_custom_name, self._save_custom_name),
-            signal=True,
-        )
+        values = {
+            "/Mgmt/ProcessName": process_name,
+            "/Mgmt/ProcessVersion": __version__,
+            "/Mgmt/Connection": f"Bluetooth LE, {len(self.packs)} packs in parallel",
+            "/DeviceInstance": device_instance,
+            "/ProductId": PRODUCT_ID,
+            "/ProductName": product_name,
+            "/FirmwareVersion": __version__,
+            "/HardwareVersion": f"{len(self.packs)} x JBD BMS",
+            "/Connected": 0,
+            "/CustomName": self._store.load(),
+            "/Serial": self.serial,
+        }
+        name = Writable((str,), _valid_custom_name, self._save_custom_name)
+        for path, spec in IDENTITY_PATHS.items():
+            custom = path == "/CustomName"
+            self.tree.add(
+                path, values[path], text=spec.text, writable=name if custom else None, signal=custom
+            )
 
     def _save_custom_name(self, _path: str, name: str) -> None:
         try:
@@ -290,8 +340,8 @@ class BatteryService:
             log.error("custom name %r not saved to %s: %s", name, self._store.path, err)
 
     def _add_pack(self, number: int, address: str) -> None:
-        for leaf, text in PACK_PATHS.items():
-            self.tree.add(f"/Parallel/Battery{number}/{leaf}", text=text)
+        for leaf, spec in PACK_PATHS.items():
+            self.tree.add(f"/Parallel/Battery{number}/{leaf}", text=spec.text)
         self.tree[f"/Parallel/Battery{number}/Address"] = address
         self.tree[f"/Parallel/Battery{number}/Connected"] = 0
 
@@ -300,8 +350,8 @@ class BatteryService:
         paths = self._cell_paths.setdefault(pack, [])
         for cell in range(len(paths) + 1, count + 1):
             voltage, balance = cell_voltage_path(pack, cell), cell_balance_path(pack, cell)
-            self.tree.add(voltage, text=CELL_VOLT)
-            self.tree.add(balance)
+            self.tree.add(voltage, text=CELL_PATHS["/Voltages/Cell<n>_<c>"].text)
+            self.tree.add(balance, text=CELL_PATHS["/Balances/Cell<n>_<c>"].text)
             paths.append((voltage, balance))
 
     async def start(self) -> None:
