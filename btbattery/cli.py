@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "record": "record a simulated bank to a recording file",
     "decode": "decode JBD response bytes to JSON, one object per frame",
     "diagram": "write the link state machine diagram into diagrams/",
+    "versions": "print the program, Python, package and firmware versions in use",
 }
 
 

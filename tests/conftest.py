@@ -27,3 +27,19 @@ def session_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with PrivateBus() as bus:
         monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
         yield bus.address
+
+
+@pytest.fixture(scope="session")
+def release_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A still copy of the working tree to build the release from (support.release)."""
+    from support.release import copy_checkout
+
+    return copy_checkout(tmp_path_factory.mktemp("checkout"))
+
+
+@pytest.fixture(scope="session")
+def release_archive(release_checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The release archive, built once per test run by scripts/build-release.sh."""
+    from support.release import build
+
+    return build(release_checkout, tmp_path_factory.mktemp("dist"))

@@ -84,6 +84,14 @@ def setup_logging(level: str) -> None:
     logging.getLogger("transitions").setLevel(max(logging.WARNING, getattr(logging, level)))
 
 
+def log_versions(log: logging.Logger) -> None:
+    """One line at start: which Python and packages run, above all which dbus-fast (firmware or shipped)."""
+    from btbattery.versions import describe, versions
+
+    found = versions()
+    log.info("versions: %s", "; ".join(describe(name, info) for name, info in found.items()))
+
+
 def main(args: argparse.Namespace) -> int:
     code = _main(args)
     if code != 0 and args.error_delay > 0:
@@ -98,6 +106,7 @@ def _main(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     log = logging.getLogger("btbattery")
+    log_versions(log)
     if args.watchdog <= 0:
         print("dbus-btbattery: --watchdog must be a positive number of seconds", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ class SimulatedStack:
     scenario: str = "default"
     packs: int | None = None  # pack count override for the scenario
     service_args: list[str] = field(default_factory=list)  # extra options for the service
-    service_log: IO[bytes] | int | None = None  # where the service's stderr goes (None = inherit)
+    service_log: IO[bytes] | int | None = None  # where the service's output goes (None = inherit)
     start_service: bool = True
     system: PrivateBus = field(default_factory=PrivateBus)
     session: PrivateBus = field(default_factory=PrivateBus)
@@ -76,11 +76,18 @@ class SimulatedStack:
     def service_command(self) -> list[str]:
         return [sys.executable, "-m", "btbattery", "-p", *self.addresses, *self.service_args]
 
-    async def start_service_process(self) -> None:
+    def service_env(self) -> dict[str, str]:
         env = bus_env(system=self.system.address, session=self.session.address)
         env.update(_child_env())
+        return env
+
+    async def start_service_process(self) -> None:
         self.service = await asyncio.create_subprocess_exec(
-            *self.service_command(), env=env, stderr=self.service_log, start_new_session=True
+            *self.service_command(),
+            env=self.service_env(),
+            stdout=self.service_log,  # runit's script sends its stderr there too
+            stderr=self.service_log,
+            start_new_session=True,
         )
 
     async def stop_service(self, timeout: float = 15.0) -> int | None:

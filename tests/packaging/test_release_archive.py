@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 from installroot import APP, CONF, REPO, install, snapshot, uninstall
+from support.release import build, skip_build, unpack
 
 from btbattery import __version__
 
@@ -51,45 +50,9 @@ def test_the_release_ships_the_versions_pinned_in_pyproject() -> None:
             assert shipped.get(name) == version, f"scripts/release-requirements.txt: {name}=={version}"
 
 
-skip_build = pytest.mark.skipif(
-    os.environ.get("BTBATTERY_SKIP_RELEASE_BUILD") == "1", reason="BTBATTERY_SKIP_RELEASE_BUILD=1"
-)
-
-
-UNSHIPPED = (".git", ".venv", "build", "dist", "__pycache__", "*.egg-info", ".*_cache", ".hypothesis")
-
-
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A still copy of the working tree, so that edits made while the tests run cannot change the build."""
-    copy = tmp_path_factory.mktemp("checkout") / "btbattery"
-    shutil.copytree(REPO, copy, symlinks=True, ignore=shutil.ignore_patterns(*UNSHIPPED))
-    return copy
-
-
-def build(checkout: Path, dist: Path) -> Path:
-    env = dict(
-        os.environ,
-        DIST_DIR=str(dist),
-        PYTHON=sys.executable,
-        SOURCE_DATE_EPOCH="1700000000",
-        RELEASE_PIP_CACHE=str(REPO / "build/release-pip-cache"),
-    )
-    result = subprocess.run(
-        [str(checkout / "scripts/build-release.sh")], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    return dist / f"dbus-btbattery-{__version__}.tar.gz"
-
-
-@pytest.fixture(scope="module")
-def archive(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield build(checkout, tmp_path_factory.mktemp("dist"))
-
-
 @skip_build
-def test_the_archive_holds_the_program_and_pure_python_dependencies(archive: Path) -> None:
-    with tarfile.open(archive) as tar:
+def test_the_archive_holds_the_program_and_pure_python_dependencies(release_archive: Path) -> None:
+    with tarfile.open(release_archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
     names = set(members)
 
@@ -115,27 +78,20 @@ def test_the_archive_holds_the_program_and_pure_python_dependencies(archive: Pat
     assert not any(n.endswith((".so", ".pyc", ".c")) or "__pycache__" in n for n in names)
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())
 
-    digest = (archive.parent / f"{archive.name}.sha256").read_text().split()[0]
-    assert digest == hashlib.sha256(archive.read_bytes()).hexdigest()
+    digest = (release_archive.parent / f"{release_archive.name}.sha256").read_text().split()[0]
+    assert digest == hashlib.sha256(release_archive.read_bytes()).hexdigest()
 
 
 @skip_build
-def test_the_build_is_reproducible(checkout: Path, archive: Path, tmp_path: Path) -> None:
-    assert build(checkout, tmp_path).read_bytes() == archive.read_bytes()
-
-
-def unpack(archive: Path, into: Path) -> Path:
-    into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="tar")
-    return into / "dbus-btbattery"
+def test_the_build_is_reproducible(release_checkout: Path, release_archive: Path, tmp_path: Path) -> None:
+    assert build(release_checkout, tmp_path).read_bytes() == release_archive.read_bytes()
 
 
 @skip_build
-def test_installed_from_the_unpacked_archive(archive: Path, tmp_path: Path) -> None:
+def test_installed_from_the_unpacked_archive(release_archive: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    unpacked = unpack(archive, tmp_path / "download")
+    unpacked = unpack(release_archive, tmp_path / "download")
 
     result = install(root, "AA:BB:CC:DD:EE:FF", source=unpacked)
 
@@ -149,10 +105,10 @@ def test_installed_from_the_unpacked_archive(archive: Path, tmp_path: Path) -> N
 
 
 @skip_build
-def test_installed_in_place_under_data(archive: Path, tmp_path: Path) -> None:
+def test_installed_in_place_under_data(release_archive: Path, tmp_path: Path) -> None:
     # The device way: tar -xzf dbus-btbattery-<v>.tar.gz -C /data && /data/dbus-btbattery/installservice.sh
     root = tmp_path / "root"
-    app = unpack(archive, root / "data")
+    app = unpack(release_archive, root / "data")
     unpacked = snapshot(app)
 
     result = install(root, source=app)
@@ -198,8 +154,8 @@ def firmware_site(tmp_path: Path, dbus_fast_from: Path | None) -> Path:
 
 
 @skip_build
-def test_the_program_uses_the_firmwares_dbus_fast(archive: Path, tmp_path: Path) -> None:
-    app = unpack(archive, tmp_path / "unpacked")
+def test_the_program_uses_the_firmwares_dbus_fast(release_archive: Path, tmp_path: Path) -> None:
+    app = unpack(release_archive, tmp_path / "unpacked")
     # Venus OS v3.60+ ships python3-dbus-fast 2.21.1 built as pure Python: the very build in ext-dbus-fast/.
     firmware = firmware_site(tmp_path, app / "ext-dbus-fast")
 
@@ -213,9 +169,9 @@ def test_the_program_uses_the_firmwares_dbus_fast(archive: Path, tmp_path: Path)
 
 @skip_build
 def test_the_program_falls_back_to_the_shipped_dbus_fast_on_a_firmware_without_one(
-    archive: Path, tmp_path: Path
+    release_archive: Path, tmp_path: Path
 ) -> None:
-    app = unpack(archive, tmp_path / "unpacked")
+    app = unpack(release_archive, tmp_path / "unpacked")
     firmware = firmware_site(tmp_path, None)
 
     result = python_with_only(firmware, ENTRY_CHECK, str(app / "dbus-btbattery.py"), cwd=tmp_path)
@@ -225,10 +181,10 @@ def test_the_program_falls_back_to_the_shipped_dbus_fast_on_a_firmware_without_o
 
 
 @skip_build
-def test_the_installer_checks_the_python_it_will_run_on(archive: Path, tmp_path: Path) -> None:
+def test_the_installer_checks_the_python_it_will_run_on(release_archive: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    app = unpack(archive, root / "data")
+    app = unpack(release_archive, root / "data")
     env = dict(os.environ, BTBATTERY_ROOT=str(root), BTBATTERY_CHECK_PYTHON="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
 

@@ -35,4 +35,3 @@ def test_a_misspelt_key_gets_the_nearest_known_key(typed: str, meant: str | None
     assert hint == (f"; did you mean {meant}?" if meant else "")
     if meant:  # the same guess difflib would make
         assert difflib.get_close_matches(typed, list(KEYS), n=1)[0] == meant
-
