@@ -25,6 +25,7 @@ SERVICE_LINK=/service/$NAME
 LOG_DIR=/var/log/$NAME
 RC_LOCAL=/data/rc.local
 REMOUNT_RW=/opt/victronenergy/swupdate-scripts/remount-rw.sh
+FIRMWARE_FILE=/opt/victronenergy/version # its first line is the firmware version, e.g. v3.60
 BLOCK_BEGIN="# >>> $NAME >>> written by installservice.sh, removed by uninstallservice.sh"
 BLOCK_END="# <<< $NAME <<<"
 
@@ -292,42 +293,50 @@ start_service() {
     # A new link is started by svscan within a few seconds.
 }
 
-# On the device itself (or when BTBATTERY_CHECK_PYTHON=1): compile once now instead of at every start, and
-# say what the Python lacks and which dbus-fast the service will use.
-check_python() {
-    if [ -n "$ROOT" ] && [ "${BTBATTERY_CHECK_PYTHON:-}" != 1 ]; then return 0; fi
-    if ! command -v python3 >/dev/null 2>&1; then
-        warn "no python3 found: the service needs Python 3.11 or later (Venus OS v3.60+)"
-        return 0
-    fi
-    app=$ROOT$APP_DIR
-    if [ -z "$ROOT" ]; then
-        python3 -m compileall -q "$app/btbattery" "$app/ext" "$app/ext-dbus-fast" >/dev/null 2>&1 || true
-    fi
-    python3 - "$app" <<'EOF' || warn "the service will not start until the above is fixed"
-import importlib, sys
-if sys.version_info < (3, 11):
-    sys.exit("installservice.sh: Python 3.11 or later is needed (Venus OS v3.60+), this is %d.%d"
-             % sys.version_info[:2])
-from pathlib import Path
-app = sys.argv[1]
-sys.path.insert(0, app)
-from btbattery.vendored import use_shipped_packages
-use_shipped_packages(Path(app))
-problems = []
-for name in ("dbus_fast", "bleak.backends.bluezdbus.manager", "reactivex", "transitions"):
-    try:
-        importlib.import_module(name)
-    except Exception as error:
-        problems.append("cannot import %s: %s" % (name, error))
+# ---- the Python it will run on: checked before anything on disk changes ----
+
+# On the device itself (or when BTBATTERY_CHECK_PYTHON=1; a scratch root has no device Python).
+python_checks() { [ -z "$ROOT" ] || [ "${BTBATTERY_CHECK_PYTHON:-}" = 1 ]; }
+
+firmware() {
+    version=$(sed -n 1p "$ROOT$FIRMWARE_FILE" 2>/dev/null) || true
+    printf 'Venus OS %s' "${version:-(unknown: no $FIRMWARE_FILE)}"
+}
+
+# Venus OS before v3.60 has Python 3.8: refuse in one line.
+check_firmware() {
+    python_checks || return 0
+    command -v python3 >/dev/null 2>&1 || die "no python3 found ($(firmware)): $NAME needs Venus OS v3.60 or later; nothing was changed"
+    found=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2]); sys.exit(sys.version_info < (3, 11))') ||
+        die "$(firmware) has Python ${found:-?}: $NAME needs Venus OS v3.60 or later (Python 3.11+); nothing was changed"
+}
+
+# Prove that the new program starts before it replaces the installed one: run its real entry script the way
+# the runit service does (no PYTHONPATH; the script puts ext/ on the path itself), then import every module
+# of the program and the packages it needs. On failure the installed version stays as it is, and running.
+check_program_starts() {
+    python_checks || return 0
+    if ! (
+        cd /
+        unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
+        exec python3 - "$SRC" <<'EOF'
+import runpy, sys
+try:
+    runpy.run_path(sys.argv[1] + "/dbus-btbattery.py", run_name="installservice")
+    from btbattery.versions import describe, import_problems, versions
+    problems = import_problems()
+except Exception as exc:  # the entry script, or the check itself, cannot load
+    name = getattr(exc, "name", None)
+    problems = ["No module named '%s'" % name if isinstance(exc, ModuleNotFoundError) else repr(exc)]
 for problem in problems:
-    print("installservice.sh: " + problem, file=sys.stderr)
-if "dbus_fast" in sys.modules:
-    where = sys.modules["dbus_fast"].__file__
-    shipped = "/ext-dbus-fast/" in where
-    print("  dbus-fast: " + ("the pure-Python copy shipped in ext-dbus-fast/" if shipped else where))
-sys.exit(1 if problems else 0)
+    print("installservice.sh: the service cannot start: " + problem, file=sys.stderr)
+if problems:
+    sys.exit(1)
+print("  " + describe("dbus-fast", versions()["dbus-fast"]))
 EOF
+    ); then
+        die "$(firmware), Python $(python3 -c 'import platform; print(platform.python_version())'): nothing was installed or changed; the installed version (if any) keeps running"
+    fi
 }
 
 main() {
@@ -340,6 +349,8 @@ main() {
     esac
     check_addresses "$@"
     check_source
+    check_firmware
+    check_program_starts
 
     install_program
     mkdir -p "$ROOT$CONF_DIR"
@@ -353,7 +364,6 @@ main() {
     [ -L "$ROOT$SERVICE_LINK" ] && created=no
     link "$APP_DIR/service" "$SERVICE_LINK"
     start_service "$created"
-    check_python
 
     say "installed $NAME in $APP_DIR"
     say "  settings: $CONF_DIR/config.ini (also $ETC_LINK/config.ini); pack addresses go in BATTERY_ADDRESSES"

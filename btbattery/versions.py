@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import os
+import pkgutil
 import platform
 import sys
 from importlib import metadata
@@ -24,6 +25,11 @@ from btbattery.vendored import DBUS_FAST_FALLBACK, EXT
 APP_DIR = Path(__file__).resolve().parent.parent
 # Venus OS writes its version ("v3.60") on the first line of this file.
 FIRMWARE_VERSION_FILE = Path("/opt/victronenergy/version")
+# Modules of the program that never run on the device (they may use what Venus OS lacks), and ``__main__``,
+# which runs the program when imported.
+OFF_DEVICE = ("btbattery.__main__", "btbattery.docs")
+# What the service loads from bleak besides its top level: the BlueZ back end, which imports dbus-fast.
+SERVICE_EXTRAS = ("bleak.backends.bluezdbus.manager",)
 # distribution name -> module the service imports
 PACKAGES = {
     "bleak": "bleak",
@@ -60,6 +66,26 @@ def package_info(name: str, module_name: str, app: Path = APP_DIR) -> dict[str, 
     if name == "dbus-fast":
         info["compiled"] = is_compiled(package_dir)
     return info
+
+
+def import_problems(skip: tuple[str, ...] = OFF_DEVICE) -> list[str]:
+    """Import every module of the program and the packages it runs on, as the service would; one line per
+    failure, naming the module that could not be imported and the one that asked for it. The installer
+    runs this before it replaces anything."""
+    import btbattery
+
+    problems: list[str] = []
+    names = [info.name for info in pkgutil.walk_packages(btbattery.__path__, "btbattery.")]
+    for name in [*PACKAGES.values(), *SERVICE_EXTRAS, *names]:
+        if name in skip:
+            continue
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            problems.append(f"No module named '{exc.name}' (imported by {name})")
+        except Exception as exc:  # a broken module says why, the check goes on
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+    return problems
 
 
 def firmware_version(version_file: Path = FIRMWARE_VERSION_FILE) -> str | None:

@@ -43,3 +43,17 @@ def release_archive(release_checkout: Path, tmp_path_factory: pytest.TempPathFac
     from support.release import build
 
     return build(release_checkout, tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def venus_python(release_archive: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A Python like Venus OS v3.60+'s (support.venus), with the firmware's python3-dbus-fast 2.21.1: the
+    pure-Python build the release carries in ext-dbus-fast/."""
+    from support.release import unpack
+    from support.venus import build_venus_python
+
+    base = tmp_path_factory.mktemp("venus")
+    venus = build_venus_python(base / "python")
+    for item in (unpack(release_archive, base / "release") / "ext-dbus-fast").glob("dbus_fast*"):
+        (venus.site_packages / item.name).symlink_to(item)
+    return venus

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.release import skip_build, unpack
-from support.venus import MISSING_ON_VENUS, VenusPython, build_venus_python
+from support.venus import MISSING_ON_VENUS, VenusPython
 from venus_client import VenusClient
 
 from btbattery.cli import COMMANDS
@@ -59,24 +59,22 @@ class Device:
 
 
 @pytest.fixture(scope="module")
-def device(release_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Device:
-    base = tmp_path_factory.mktemp("venus")
-    venus = build_venus_python(base / "python")
+def device(
+    release_archive: Path, venus_python: VenusPython, tmp_path_factory: pytest.TempPathFactory
+) -> Device:
+    base = tmp_path_factory.mktemp("device")
     download = unpack(release_archive, base / "download")
-    # The firmware's python3-dbus-fast 2.21.1, built without Cython: the same build the release carries.
-    for item in (download / "ext-dbus-fast").glob("dbus_fast*"):
-        (venus.site_packages / item.name).symlink_to(item)
     root = base / "root"
     root.mkdir()
     installed = subprocess.run(
         ["sh", str(download / "installservice.sh")],
-        env=venus.env(BTBATTERY_ROOT=str(root), BTBATTERY_CHECK_PYTHON="1"),
+        env=venus_python.env(BTBATTERY_ROOT=str(root), BTBATTERY_CHECK_PYTHON="1"),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    return Device(root, venus)
+    return Device(root, venus_python)
 
 
 def test_the_venus_python_lacks_exactly_the_listed_modules(device: Device) -> None:

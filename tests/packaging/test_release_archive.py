@@ -193,5 +193,5 @@ def test_the_installer_checks_the_python_it_will_run_on(release_archive: Path, t
     )
 
     assert result.returncode == 0, result.stderr
-    assert "cannot import" not in result.stderr and "will not start" not in result.stderr
-    assert "  dbus-fast: " in result.stdout
+    assert "cannot start" not in result.stderr
+    assert "  dbus-fast 2.21.1 (compiled, " in result.stdout  # the test venv's
