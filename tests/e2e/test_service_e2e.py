@@ -86,6 +86,11 @@ async def test_published_bank_is_the_aggregate_of_the_packs(steady) -> None:
     assert v["/Info/MaxChargeVoltage"] == pytest.approx(16 * 3.45, abs=0.01)
     assert 0 < v["/Info/MaxChargeCurrent"] <= 3 * PACK_LIMIT
     assert all(_pack(v, n, "LinkState") == "polling" for n in (1, 2, 3))
+    # the emptiest pack is visible; SOC_LOW_WARNING = 70 in the e2e config puts the ~60 % bank in warning
+    emptiest = min((1, 2, 3), key=lambda n: _pack(v, n, "Soc"))
+    assert (v["/System/MinSoc"], v["/System/MinSocBatteryId"]) == (_pack(v, emptiest, "Soc"), emptiest)
+    assert v["/Alarms/LowSoc"] == 1 and v["/Alarms/BmsCable"] == 0 and v["/Info/ChargeRequest"] == 0
+    assert v["/Io/AllowToCharge"] == 1 and v["/Info/ChargeLimitation"]
 
 
 async def test_pack_drop_derates_then_recovers(steady) -> None:
