@@ -118,8 +118,8 @@ BANK_PATHS: dict[str, PathSpec] = {
     "/Info/MaxDischargeCurrent": PathSpec("DCL: discharge current limit for DVCC", AMP),
     "/Info/BatteryLowVoltage": PathSpec("cells x MIN_CELL_VOLTAGE", VOLT),
     "/Info/ChargeRequest": PathSpec("1 from an under-voltage event until recharged (Venus shows Recharging)"),
-    "/Info/ChargeLimitation": PathSpec("short text of the rule that binds the CCL"),
-    "/Info/DischargeLimitation": PathSpec("short text of the rule that binds the DCL"),
+    "/Info/ChargeLimitation": PathSpec("what holds the CCL down; the key's name when at its maximum"),
+    "/Info/DischargeLimitation": PathSpec("what holds the DCL down; the key's name when at its maximum"),
     "/Io/AllowToCharge": PathSpec("1 when the CCL is above 0"),
     "/Io/AllowToDischarge": PathSpec("1 when the DCL is above 0"),
     "/Io/AllowToBalance": PathSpec("1 when the packs may balance"),
@@ -211,7 +211,13 @@ def _limit(value: float | None) -> float:
     return float(value)
 
 
-LIMIT_PATHS = ("/Info/MaxChargeVoltage", "/Info/MaxChargeCurrent", "/Info/MaxDischargeCurrent")
+LIMIT_PATHS = (
+    "/Info/MaxChargeVoltage",
+    "/Info/MaxChargeCurrent",
+    "/Info/MaxDischargeCurrent",
+    "/Info/ChargeLimitation",
+    "/Info/DischargeLimitation",
+)
 
 
 def limit_values(limits: ChargeLimits, last_cvl: float | None) -> dict[str, Any]:
@@ -230,6 +236,8 @@ def limit_values(limits: ChargeLimits, last_cvl: float | None) -> dict[str, Any]
         "/Info/MaxChargeVoltage": cvl,
         "/Info/MaxChargeCurrent": charge,
         "/Info/MaxDischargeCurrent": discharge,
+        "/Info/ChargeLimitation": limits.charge_reason or "MAX_BATTERY_CHARGE_CURRENT",
+        "/Info/DischargeLimitation": limits.discharge_reason or "MAX_BATTERY_DISCHARGE_CURRENT",
         "/Io/AllowToCharge": int(charge > 0),
         "/Io/AllowToDischarge": int(discharge > 0),
     }
@@ -444,8 +452,6 @@ def _limit_values(snap: BankSnapshot, limits: ChargeLimits, low_cell_voltage: fl
     low = snap.cells_per_pack * low_cell_voltage if snap.cells_per_pack else None
     return {
         "/Info/BatteryLowVoltage": low,
-        "/Info/ChargeLimitation": limits.charge_reason or None,
-        "/Info/DischargeLimitation": limits.discharge_reason or None,
         "/Io/AllowToBalance": 1 if snap.active_packs else 0,
     }
 

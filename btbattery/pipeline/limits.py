@@ -289,8 +289,8 @@ def target_limits(
         _safe(ccl),
         _safe(dcl),
         tuple(reasons),
-        "; ".join(charge_reasons) or "MAX_BATTERY_CHARGE_CURRENT",
-        "; ".join(discharge_reasons) or "MAX_BATTERY_DISCHARGE_CURRENT",
+        "; ".join(charge_reasons),  # "" = at its maximum
+        "; ".join(discharge_reasons),
     )
 
 
@@ -320,6 +320,10 @@ def rate_limit(previous: ChargeLimits | None, target: ChargeLimits, dt: float, c
     reasons = target.reasons
     if ccl < target.charge_current or dcl < target.discharge_current or cvl < target.charge_voltage:
         reasons = (*reasons, "rising")
-    charge_reason = target.charge_reason + (", rising" if ccl < target.charge_current else "")
-    discharge_reason = target.discharge_reason + (", rising" if dcl < target.discharge_current else "")
+    charge_reason = _rising(target.charge_reason, ccl < target.charge_current)
+    discharge_reason = _rising(target.discharge_reason, dcl < target.discharge_current)
     return ChargeLimits(cvl, ccl, dcl, reasons, charge_reason, discharge_reason)
+
+
+def _rising(reason: str, rising: bool) -> str:
+    return f"{reason}, rising" if rising and reason else "rising" if rising else reason
