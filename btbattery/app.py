@@ -225,7 +225,7 @@ class Service:
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(cells.all_seen), FIRST_READINGS_WAIT)
-            service = await self._publish_service(bus, cells.cells_per_pack)
+            service = await self._publish_service(bus, cells.cells_per_pack, links.stats)
             sink.attach(service)
             lost = asyncio.ensure_future(service.wait_lost())
             lost.add_done_callback(lambda f: _resolve(fatal, EXIT_FATAL, "the publishing D-Bus connection"))
@@ -246,7 +246,9 @@ class Service:
         log.info("stopped (exit %d)", code)
         return code
 
-    async def _publish_service(self, bus: Any, cells_per_pack: int | None) -> Any:
+    async def _publish_service(
+        self, bus: Any, cells_per_pack: int | None, link_stats: Callable[[], Any] | None = None
+    ) -> Any:
         from btbattery.dbus.battery import BatteryService, bank_unique_id
         from btbattery.dbus.settings import device_instance
 
@@ -264,6 +266,7 @@ class Service:
             service_name=self.options.service_name,
             device_instance=instance,
             low_cell_voltage=self.config.min_cell_voltage,
+            link_stats=link_stats,
             **kwargs,
         )
         try:

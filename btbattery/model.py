@@ -134,6 +134,17 @@ class LinkEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkStats:
+    """What a pack's link knows beyond its readings, taken when the bank is published. None = unknown."""
+
+    model: str | None = None  # register 0x05, read once per connection (the last answer is kept)
+    rssi: int | None = None  # dBm, the last value BlueZ reported for the pack
+    rssi_time: float | None = None  # when it did (scheduler clock)
+    link_quality: int | None = None  # % of requests answered over the last minute; None when none were sent
+    reconnects: int | None = None  # connections after the first, since start
+
+
+@dataclass(frozen=True, slots=True)
 class PackStatus:
     """One pack as the bank sees it at a given time."""
 

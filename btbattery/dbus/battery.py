@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,10 @@ from btbattery.model import (
     BankAlerts,
     BankSnapshot,
     BankState,
+    BasicInfo,
     ChargeLimits,
     ImbalanceStatus,
+    LinkStats,
     PackStatus,
     Protection,
 )
@@ -57,6 +59,8 @@ WATT = unit_text("W", 0)
 PERCENT = unit_text("%", 0)
 DEGREES = unit_text("°C", 1)
 AMP_HOURS = unit_text("Ah", 1)
+SECONDS = unit_text("s", 0)
+DBM = unit_text("dBm", 0)
 
 # Protection bits behind each alarm (raised as ALARM while the BMS reports them).
 PROTECTION_ALARMS: dict[str, Protection] = {
@@ -162,15 +166,134 @@ BANK_PATHS: dict[str, PathSpec] = {
     "/Parallel/SocSpread": PathSpec("highest minus lowest pack SoC", PERCENT),
 }
 
-# Under /Parallel/Battery<n>/ for every pack.
-PACK_PATHS: dict[str, PathSpec] = {
-    "Address": PathSpec("pack n's Bluetooth address"),
-    "LinkState": PathSpec("idle, scanning, connecting, subscribing, polling, backoff"),
-    "Voltage": PathSpec("pack n's voltage", VOLT),
-    "Current": PathSpec("pack n's current, + = charging", AMP),
-    "Soc": PathSpec("pack n's state of charge", PERCENT),
-    "Connected": PathSpec("1 while pack n is active"),
+# Short words for the BMS's protections, lowest bit first, as /Parallel/Battery<n>/Protection shows them.
+PROTECTION_WORDS: dict[Protection, str] = {
+    Protection.CELL_OVERVOLTAGE: "cell OV",
+    Protection.CELL_UNDERVOLTAGE: "cell UV",
+    Protection.PACK_OVERVOLTAGE: "pack OV",
+    Protection.PACK_UNDERVOLTAGE: "pack UV",
+    Protection.CHARGE_OVERTEMPERATURE: "charge OT",
+    Protection.CHARGE_UNDERTEMPERATURE: "charge UT",
+    Protection.DISCHARGE_OVERTEMPERATURE: "discharge OT",
+    Protection.DISCHARGE_UNDERTEMPERATURE: "discharge UT",
+    Protection.CHARGE_OVERCURRENT: "charge OC",
+    Protection.DISCHARGE_OVERCURRENT: "discharge OC",
+    Protection.SHORT_CIRCUIT: "short circuit",
+    Protection.FRONT_END_IC_ERROR: "AFE error",
+    Protection.MOSFET_SOFTWARE_LOCK: "FET lock",
+    Protection.CHARGE_TIMEOUT: "charge timeout",
 }
+
+
+def protection_text(flags: Protection) -> str:
+    """``"cell OV, charge OT"``; empty when the BMS reports no protection."""
+    return ", ".join(word for flag, word in PROTECTION_WORDS.items() if flags & flag)
+
+
+@dataclass(frozen=True, slots=True)
+class PackFacts:
+    """What one pack's paths are computed from on one tick. ``info`` and ``cells`` are only there while
+    the pack is active: a pack out of the bank shows its measurements as invalid, not as old numbers."""
+
+    status: PackStatus
+    info: BasicInfo | None
+    cells: tuple[float, ...]
+    link: LinkStats
+    now: float  # the tick's time, on the clock readings and RSSI are stamped with
+
+
+@dataclass(frozen=True, slots=True)
+class PackPath:
+    """One ``/Parallel/Battery<n>/<leaf>`` path: what the README says, how its value and text come about."""
+
+    leaf: str
+    meaning: str
+    value: Callable[[PackFacts], Any]
+    text: TextFormat | None = None
+    measured: bool = False  # the BMS measured it: invalid while the pack is out of the bank
+
+
+def _measured(
+    leaf: str, meaning: str, get: Callable[[BasicInfo], Any], text: TextFormat | None = None
+) -> PackPath:
+    return PackPath(leaf, meaning, lambda f: None if f.info is None else get(f.info), text, measured=True)
+
+
+def _cells(leaf: str, meaning: str, pick: Callable[[tuple[float, ...]], float]) -> PackPath:
+    return PackPath(leaf, meaning, lambda f: pick(f.cells) if f.cells else None, CELL_VOLT, measured=True)
+
+
+def _age(now: float, then: float | None) -> int | None:
+    return None if then is None else max(0, int(now - then))
+
+
+# The per-pack paths: this table builds the tree, computes the values and writes the README's rows.
+PACK_PATHS: dict[str, PackPath] = {
+    row.leaf: row
+    for row in (
+        PackPath("Address", "pack n's Bluetooth address", lambda f: f.status.address),
+        PackPath(
+            "LinkState",
+            "offline, idle, scanning, connecting, subscribing, polling, backoff",
+            lambda f: str(f.status.link_state),
+        ),
+        PackPath("Connected", "1 while pack n is active", lambda f: 1 if f.status.active else 0),
+        _measured("Voltage", "pack n's voltage", lambda i: i.voltage, VOLT),
+        _measured("Current", "pack n's current, + = charging", lambda i: i.current, AMP),
+        _measured("Soc", "pack n's state of charge", lambda i: i.soc, PERCENT),
+        _measured(
+            "Temperature",
+            "pack n's hottest sensor",
+            lambda i: max(i.temperatures) if i.temperatures else None,
+            DEGREES,
+        ),
+        _cells("MinCellVoltage", "pack n's lowest cell", min),
+        _cells("MaxCellVoltage", "pack n's highest cell", max),
+        # 0 cells or 0 Ah means the BMS was never told: unknown, not a measured zero.
+        _measured("CellCount", "cells in series the BMS reports (0x03)", lambda i: i.cell_count or None),
+        _measured("Capacity", "pack n's remaining capacity", lambda i: i.remaining_capacity, AMP_HOURS),
+        _measured(
+            "InstalledCapacity",
+            "pack n's nominal capacity",
+            lambda i: i.nominal_capacity or None,
+            AMP_HOURS,
+        ),
+        _measured("Cycles", "pack n's charge cycles", lambda i: i.cycles),
+        _measured("ChargeFet", "1 while pack n's charge FET is on", lambda i: int(i.charge_fet)),
+        _measured("DischargeFet", "1 while pack n's discharge FET is on", lambda i: int(i.discharge_fet)),
+        _measured("Balancing", "1 while pack n balances a cell", lambda i: int(i.balance_bits != 0)),
+        _measured(
+            "Protection",
+            "active protections in short words (`cell OV, charge OT`), empty when none",
+            lambda i: protection_text(i.protection),
+        ),
+        PackPath("Model", "BMS model (register 0x05, read once per connection)", lambda f: f.link.model),
+        PackPath("Rssi", "signal strength BlueZ last reported for pack n", lambda f: f.link.rssi, DBM),
+        PackPath(
+            "RssiAge",
+            "age of that RSSI (BlueZ reports it only while scanning)",
+            lambda f: _age(f.now, f.link.rssi_time),
+            SECONDS,
+        ),
+        PackPath(
+            "LinkQuality",
+            "% of requests answered over the last 60 s (an outage counts the polls it missed)",
+            lambda f: f.link.link_quality,
+            PERCENT,
+        ),
+        PackPath(
+            "Reconnects", "connections to pack n after the first, since start", lambda f: f.link.reconnects
+        ),
+        PackPath(
+            "LastUpdate",
+            "s since pack n's last reading",
+            lambda f: _age(f.now, f.status.reading.time if f.status.reading else None),
+            SECONDS,
+        ),
+    )
+}
+UNKNOWN_LINK = LinkStats()
+LinkStatsSource = Callable[[], Mapping[int, LinkStats]]
 
 # Every cell of every pack; D-Bus paths cannot hold the guide's hyphen.
 CELL_PATHS: dict[str, PathSpec] = {
@@ -179,7 +302,7 @@ CELL_PATHS: dict[str, PathSpec] = {
 }
 
 
-def all_paths() -> dict[str, PathSpec]:
+def all_paths() -> dict[str, PathSpec | PackPath]:
     """Every path the service publishes, per-pack and per-cell ones as patterns (for the README)."""
     packs = {f"/Parallel/Battery<n>/{leaf}": spec for leaf, spec in PACK_PATHS.items()}
     return {**IDENTITY_PATHS, **BANK_PATHS, **packs, **CELL_PATHS}
@@ -294,8 +417,10 @@ class BatteryService:
         product_name: str = "JBD parallel battery bank",
         process_name: str = "dbus-btbattery",
         low_cell_voltage: float = 2.9,
+        link_stats: LinkStatsSource | None = None,
     ) -> None:
         self.service_name = service_name
+        self._link_stats = link_stats
         self.packs = list(packs)
         self.serial = bank_serial([address for _, address in self.packs])
         self._low_cell_voltage = low_cell_voltage
@@ -379,22 +504,21 @@ class BatteryService:
             values.update(limit_values(state.limits, cvl if isinstance(cvl, float) else None))
             values.update(alert_values(state.alerts))
             values["/Connected"] = 1 if state.connected else 0
+            links = self._link_stats() if self._link_stats is not None else {}
             for pack in state.snapshot.packs:
-                self._pack_values(pack, values)
+                self._pack_values(pack, links.get(pack.pack, UNKNOWN_LINK), state.snapshot.time, values)
             self.tree.update(values)
 
-    def _pack_values(self, pack: PackStatus, values: dict[str, Any]) -> None:
+    def _pack_values(self, pack: PackStatus, link: LinkStats, now: float, values: dict[str, Any]) -> None:
         prefix = f"/Parallel/Battery{pack.pack}/"
         if prefix + "Address" not in self.tree:  # a pack the service was not told about: still show it
             self._add_pack(pack.pack, pack.address)
         live = pack.reading if pack.active else None
         info = live.info if live is not None else None
-        values[prefix + "LinkState"] = str(pack.link_state)
-        values[prefix + "Connected"] = 1 if pack.active else 0
-        values[prefix + "Voltage"] = info.voltage if info else None
-        values[prefix + "Current"] = info.current if info else None
-        values[prefix + "Soc"] = info.soc if info else None
         cells = live.cells.voltages if live is not None and live.cells is not None else ()
+        facts = PackFacts(pack, info, cells, link, now)
+        for leaf, row in PACK_PATHS.items():
+            values[prefix + leaf] = row.value(facts)
         self._ensure_cells(pack.pack, max(len(cells), info.cell_count if info else 0))
         bits = info.balance_bits if info else None
         count = len(cells)

@@ -11,7 +11,7 @@ import reactivex
 
 from btbattery.link.machine import Backoff, LinkTimeouts
 from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink
-from btbattery.model import LinkEvent, PackReading
+from btbattery.model import LinkEvent, LinkStats, PackReading
 
 if TYPE_CHECKING:
     from reactivex.abc import SchedulerBase
@@ -77,6 +77,10 @@ class LinkManager:
         if pending:
             log.warning("%d of %d links did not close within %.1f s", len(pending), len(closing), timeout)
         return not pending
+
+    def stats(self) -> dict[int, LinkStats]:
+        """Model, RSSI, link quality and reconnects per pack, as they stand now."""
+        return {link.pack: link.stats() for link in self.links}
 
     @property
     def drops(self) -> dict[int, int]:

@@ -3,9 +3,9 @@
 Each state has one *activity*, a task started on entering the state and cancelled on leaving it: scanning
 waits for the shared scanner to hear the pack, connecting connects (holding the adapter's connect lock),
 subscribing finds the JBD characteristics and starts notifications, polling asks for 0x03 then 0x04 every
-interval, and backoff tears the old connection down while the state's timeout (the backoff delay) runs.
-The link publishes
-what happens as two reactivex subjects and knows nothing about the bank.
+interval (after reading the model, 0x05, once per connection), and backoff tears the old connection down
+while the state's timeout (the backoff delay) runs. The link publishes what happens as two reactivex
+subjects and knows nothing about the bank.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from reactivex.subject import Subject
 
+from btbattery.link.answers import AnswerWindow
 from btbattery.link.machine import (
     BACKOFF,
     CONNECTING,
@@ -31,8 +32,8 @@ from btbattery.link.machine import (
     LinkTimeouts,
     build_machine,
 )
-from btbattery.model import LinkEvent, LinkState, PackReading
-from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST
+from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading
+from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST, HARDWARE_REQUEST
 from btbattery.protocol.poll import PollDecoder
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class PackLink:
 
     ``states`` emits a :class:`LinkEvent` on every state change, ``readings`` every decoded poll. Both are
     stamped with ``scheduler``'s clock (set it before :meth:`begin` when passing None here). ``drops``
-    counts frames thrown away (corrupt, truncated, ...).
+    counts frames thrown away (corrupt, truncated, ...); :meth:`stats` tells model, RSSI and link quality.
     """
 
     # Triggers and state attribute are added by the machine (see machine.TRANSITIONS).
@@ -111,6 +112,10 @@ class PackLink:
         self.decoder = PollDecoder(pack, self.address, on_drop=self._on_drop)
         self.connects = 0  # successful connections, for tests and logs
         self.last_reason = ""
+        # 0x03 and 0x04 every poll interval: the rate at which an outage misses requests
+        self.answers = AnswerWindow(request_interval=self.config.poll_interval / 2)
+        self._rssi: tuple[int, float] | None = None  # (dBm, when), the last value BlueZ reported
+        port.scanner.on_rssi[self.address] = self._on_rssi
         self._rng = random.Random(self.config.seed * 1_000_003 + pack)
         self._attempt = 0
         self._activity: asyncio.Task[None] | None = None
@@ -138,6 +143,18 @@ class PackLink:
         """Frames thrown away since the link was made (bad checksum, truncated, rejected, ...)."""
         return sum(self.decoder.drops.values())
 
+    def stats(self) -> LinkStats:
+        """Model, RSSI, link quality and reconnects as they stand now."""
+        hardware = self.decoder.hardware
+        rssi, rssi_time = self._rssi if self._rssi is not None else (None, None)
+        return LinkStats(
+            model=hardware.model or None if hardware is not None else None,
+            rssi=rssi,
+            rssi_time=rssi_time,
+            link_quality=self.answers.quality(self._now()),
+            reconnects=max(0, self.connects - 1),
+        )
+
     async def close(self) -> None:
         """Stop polling, stop notifications, disconnect. The caller bounds the time."""
         self._closing = True
@@ -162,6 +179,10 @@ class PackLink:
     def enter_state(self, event: Any) -> None:
         reason = str(event.kwargs.get("reason", ""))
         self.last_reason = reason
+        if self.state == POLLING:
+            self.answers.up(self._now())
+        else:
+            self.answers.down(self._now())
         if self.state == BACKOFF:
             delay = self._machine.get_state(BACKOFF).timeout
             self._log(logging.INFO, "backing off %.1f s: %s", delay, reason)
@@ -257,6 +278,7 @@ class PackLink:
         """Poll every interval until the link dies (raises :class:`_LinkDown`)."""
         loop = asyncio.get_running_loop()
         interval = self.config.poll_interval
+        await self._read_model()
         tick = loop.time()
         while True:
             await self._poll_once()
@@ -271,12 +293,19 @@ class PackLink:
             if not await self._request(request):
                 return
 
+    async def _read_model(self) -> None:
+        """Register 0x05 once per connection (the decoder keeps the answer). A BMS that does not answer it
+        still polls fine, so its silence does not count toward ``dead_after``."""
+        if not await self._request(HARDWARE_REQUEST):
+            self._timeouts_in_row = 0
+
     async def _request(self, request: bytes) -> bool:
         """Send one request and wait for a complete answer; False when it timed out."""
         client, char = self._client, self._write_char
         assert client is not None and char is not None
         self._request_time = self._now()
         self._answer.clear()
+        self.answers.sent(self._request_time)  # unanswered until the answer comes
         try:
             await client.write_gatt_char(char, request, response=self._write_response)
         except Exception as exc:
@@ -293,6 +322,7 @@ class PackLink:
             self._log(logging.DEBUG, "no answer to 0x%02x (%d in a row)", request[2], self._timeouts_in_row)
             return False
         self._timeouts_in_row = 0
+        self.answers.answered()
         return True
 
     _ACTIVITIES: ClassVar[dict[str, Callable[[PackLink], Coroutine[Any, Any, str]]]] = {
@@ -318,6 +348,9 @@ class PackLink:
             return
         if self.state in (SUBSCRIBING, POLLING):
             asyncio.get_running_loop().create_task(self.fail(origin=self.state, reason="link lost"))
+
+    def _on_rssi(self, rssi: int) -> None:
+        self._rssi = (rssi, self._now())
 
     def _on_drop(self, reason: str, raw: bytes) -> None:
         self._log(logging.DEBUG, "dropped %d bytes: %s", len(raw), reason)

@@ -4,6 +4,11 @@ BlueZ allows one discovery session per D-Bus client, so two ``BleakScanner``s in
 :meth:`SharedScanner.find`; a single owner task starts discovery while anyone waits and stops it when nobody
 does. Only advertisements heard during the current wait count: a device object seen before an outage may
 have been removed from BlueZ since, so nothing is cached across waits.
+
+The scan also reports each pack's RSSI to whoever registered for its address in ``on_rssi``. BlueZ only
+reports RSSI from advertisements heard while discovering, and drops it when discovery stops
+(``invalidate_rssi_and_tx_power`` in src/adapter.c), so a connected pack keeps its last value; its age
+tells how old it is.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,6 +36,7 @@ class SharedScanner:
         self._wake = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
         self.scans = 0  # discovery sessions started, for tests and logs
+        self.on_rssi: dict[str, Callable[[int], None]] = {}  # upper-case address -> callback(dBm)
 
     @property
     def scanning(self) -> bool:
@@ -57,7 +64,11 @@ class SharedScanner:
         self._wake.set()
 
     def _on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
-        waiting = self._waiters.get(device.address.upper())
+        key = device.address.upper()
+        report = self.on_rssi.get(key)
+        if report is not None and adv.rssi is not None:
+            report(adv.rssi)
+        waiting = self._waiters.get(key)
         if waiting:
             for fut in waiting:
                 if not fut.done():

@@ -21,8 +21,8 @@ from dbus_bank import (
 from dbus_fast import MessageType
 from dbus_fast.aio import MessageBus
 
-from btbattery.dbus.battery import PRODUCT_ID, SERVICE_NAME, BatteryService
-from btbattery.model import BankAlerts, ChargeLimits, Protection
+from btbattery.dbus.battery import PACK_PATHS, PRODUCT_ID, SERVICE_NAME, BatteryService
+from btbattery.model import BankAlerts, ChargeLimits, LinkState, LinkStats, Protection
 
 MANDATORY = [
     "/Mgmt/ProcessName",
@@ -105,6 +105,18 @@ TYPES = {
     "/Parallel/Battery2/Current": "d",
     "/Parallel/Battery2/Soc": "i",
     "/Parallel/Battery2/Connected": "i",
+    "/Parallel/Battery2/Temperature": "d",
+    "/Parallel/Battery2/MinCellVoltage": "d",
+    "/Parallel/Battery2/MaxCellVoltage": "d",
+    "/Parallel/Battery2/CellCount": "i",
+    "/Parallel/Battery2/Capacity": "d",
+    "/Parallel/Battery2/InstalledCapacity": "d",
+    "/Parallel/Battery2/Cycles": "i",
+    "/Parallel/Battery2/ChargeFet": "i",
+    "/Parallel/Battery2/DischargeFet": "i",
+    "/Parallel/Battery2/Balancing": "i",
+    "/Parallel/Battery2/Protection": "s",
+    "/Parallel/Battery2/LastUpdate": "i",
     "/Voltages/Cell4_16": "d",
     "/Balances/Cell4_16": "i",
 }
@@ -169,7 +181,8 @@ async def test_one_change_one_items_changed_with_only_that_path(
     assert set(changed) == {"/Dc/0/Voltage"}
     assert changed["/Dc/0/Voltage"]["Value"].value == 53.25
 
-    service.publish(with_snapshot(state, voltage=53.25, time=1.0))  # only the time moved
+    # The next tick: fresh readings with the same values, so nothing changed (not even LastUpdate)
+    service.publish(with_snapshot(bank_state(time=1.0), voltage=53.25))
     await listener.barrier()
     assert listener.drain() == []
 
@@ -188,7 +201,8 @@ async def test_one_cell_change_is_one_path(start_service: ServiceFactory, client
     packs[1] = dataclasses.replace(packs[1], reading=reading)
     service.publish(with_snapshot(state, packs=tuple(packs)))
     changed = await listener.next_items_changed()
-    assert set(changed) == {"/Voltages/Cell2_3", "/Voltages/Sum"}
+    # 3.5 V is pack 2's new highest cell, so its per-pack maximum moves with it
+    assert set(changed) == {"/Voltages/Cell2_3", "/Voltages/Sum", "/Parallel/Battery2/MaxCellVoltage"}
 
 
 async def test_offline_bank_is_invalid_except_currents_zero_and_the_last_cvl(
@@ -368,3 +382,85 @@ async def run(*argv: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 10)
     assert proc.returncode == 0, err.decode()
     return out.decode().strip()
+
+
+LINK_PATHS = ("Model", "Rssi", "RssiAge", "LinkQuality", "Reconnects")
+MEASURED = [leaf for leaf, row in PACK_PATHS.items() if row.measured]
+
+
+def _pack_items(items: dict, n: int) -> dict:
+    prefix = f"/Parallel/Battery{n}/"
+    return {p[len(prefix) :]: v["Value"].value for p, v in items.items() if p.startswith(prefix)}
+
+
+async def test_per_pack_detail_from_readings_and_link(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    links = {
+        1: LinkStats("SP04S034-L16S-100A", -61, 95.0, 98, 2),
+        2: LinkStats(None, None, None, None, 0),  # nothing known yet beyond the reconnect count
+    }
+    service = await start_service(packs=2, cells_per_pack=4, link_stats=lambda: links)
+    items = await get_items(client, SERVICE_NAME)
+    before = _pack_items(items, 1)
+    assert all(before[leaf] == [] for leaf in (*MEASURED, *LINK_PATHS, "LastUpdate")), (
+        before
+    )  # invalid, not 0
+
+    state = bank_state(2, 4, time=100.0)
+    packs = list(state.snapshot.packs)
+    hot = dataclasses.replace(
+        packs[0].reading.info,
+        temperatures=(21.0, 38.5, 30.0),
+        protection=Protection.CHARGE_OVERTEMPERATURE | Protection.CELL_OVERVOLTAGE,
+        charge_fet=False,
+        balance_bits=0,
+    )
+    packs[0] = dataclasses.replace(
+        packs[0], reading=dataclasses.replace(packs[0].reading, info=hot, time=97.4)
+    )
+    service.publish(with_snapshot(state, packs=tuple(packs)))
+    items = await get_items(client, SERVICE_NAME)
+    one, two = _pack_items(items, 1), _pack_items(items, 2)
+    assert one["Temperature"] == 38.5
+    assert items["/Parallel/Battery1/Temperature"]["Text"].value == "38.5°C"
+    assert (one["MinCellVoltage"], one["MaxCellVoltage"]) == (3.31, 3.313)
+    assert (one["CellCount"], one["Capacity"], one["InstalledCapacity"], one["Cycles"]) == (
+        4,
+        80.0,
+        100.0,
+        10,
+    )
+    assert (one["ChargeFet"], one["DischargeFet"], one["Balancing"]) == (0, 1, 0)
+    assert one["Protection"] == "cell OV, charge OT"
+    assert two["Protection"] == "" and two["Balancing"] == 1  # valid and empty: no protection active
+    assert one["Model"] == "SP04S034-L16S-100A"
+    assert (one["Rssi"], one["RssiAge"], one["LinkQuality"], one["Reconnects"]) == (-61, 5, 98, 2)
+    assert items["/Parallel/Battery1/Rssi"]["Text"].value == "-61dBm"
+    assert one["LastUpdate"] == 2 and two["LastUpdate"] == 0
+    assert [two[leaf] for leaf in ("Model", "Rssi", "RssiAge", "LinkQuality")] == [[], [], [], []]
+    assert two["Reconnects"] == 0
+
+
+async def test_pack_out_of_the_bank_shows_no_old_measurements(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    links = {1: LinkStats("JBD-X", -70, 10.0, 40, 1), 2: LinkStats("JBD-X", -70, 10.0, 100, 0)}
+    service = await start_service(packs=2, cells_per_pack=4, link_stats=lambda: links)
+    state = bank_state(2, 4, time=10.0)
+    service.publish(state)
+    packs = list(state.snapshot.packs)
+    packs[0] = dataclasses.replace(packs[0], link_state=LinkState.BACKOFF, fresh=False, active=False)
+    service.publish(with_snapshot(state, packs=tuple(packs), time=42.0))
+    one = _pack_items(await get_items(client, SERVICE_NAME), 1)
+    assert all(one[leaf] == [] for leaf in MEASURED), {leaf: one[leaf] for leaf in MEASURED}
+    assert one["Connected"] == 0 and one["LinkState"] == "backoff"
+    # what the link knows stays: it is what tells a user why the pack is gone
+    assert (one["Model"], one["Rssi"], one["RssiAge"], one["LinkQuality"], one["Reconnects"]) == (
+        "JBD-X",
+        -70,
+        32,
+        40,
+        1,
+    )
+    assert one["LastUpdate"] == 32

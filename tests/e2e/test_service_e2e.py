@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from venus_client import VenusClient, fake_bluez_stats, inject_fault
 
+from btbattery.dbus.battery import PACK_PATHS
 from btbattery.sim.privatebus import PrivateBus, bus_env
 from btbattery.sim.stack import SimulatedStack
 
@@ -110,6 +111,46 @@ async def test_pack_drop_derates_then_recovers(steady) -> None:
     await client.wait_until(lambda c: c.values["/Info/MaxChargeCurrent"] > 2 * PACK_LIMIT, 15)
     assert client.values["/Parallel/Battery2/Connected"] == 1
     assert client.values["/Alarms/BmsCable"] == 0
+
+
+MEASURED = [leaf for leaf, row in PACK_PATHS.items() if row.measured]  # invalid while out of the bank
+
+
+async def test_per_pack_detail_through_the_fake_bluez(steady) -> None:
+    stack, client = steady
+    models = {1: "SP04S034-L16S-100A", 2: "SP04S034-L16S-100A", 3: "SP04S020-L16S-86A"}  # the scenario's
+    await client.wait_until(
+        lambda c: _active(3)(c) and all(c.values.get(f"/Parallel/Battery{n}/Model") for n in models), 30
+    )
+    v = await client.get_items()
+    for n, model in models.items():
+        assert _pack(v, n, "Model") == model  # register 0x05, asked once after subscribing
+        assert _pack(v, n, "CellCount") == 16 and _pack(v, n, "Protection") == ""
+        assert _pack(v, n, "InstalledCapacity") == pytest.approx(86 if n == 3 else 100, abs=0.5)
+        assert 15 < _pack(v, n, "Temperature") < 45
+        cells = [v[f"/Voltages/Cell{n}_{c}"] for c in range(1, 17)]
+        assert (_pack(v, n, "MinCellVoltage"), _pack(v, n, "MaxCellVoltage")) == (min(cells), max(cells))
+        assert (_pack(v, n, "ChargeFet"), _pack(v, n, "DischargeFet")) == (1, 1)
+        # the fake advertises pack n at -55 - 4 n dBm +-3 before it connects; connected, it is silent
+        assert abs(_pack(v, n, "Rssi") - (-55 - 4 * n)) <= 3
+        assert 0 <= _pack(v, n, "RssiAge") <= 30
+        assert _pack(v, n, "LinkQuality") == 100 and _pack(v, n, "Reconnects") == 0
+        assert 0 <= _pack(v, n, "LastUpdate") <= 1
+
+    await inject_fault(stack.system_address, 2, "drop", 8.0)
+    await client.wait_until(lambda c: c.values["/Parallel/Battery2/Connected"] == 0, 15)
+    await client.wait_until(lambda c: (c.values["/Parallel/Battery2/LastUpdate"] or 0) >= 3, 10)
+    v = await client.get_items()
+    assert {leaf: _pack(v, 2, leaf) for leaf in MEASURED} == dict.fromkeys(MEASURED)  # invalid, not 0
+    assert _pack(v, 2, "Model") == models[2] and _pack(v, 2, "Rssi") is not None  # what the link knew
+    assert _pack(v, 2, "LinkQuality") < 100  # the requests the outage kept from being sent are missed
+    assert _pack(v, 1, "Temperature") is not None  # the others carry on
+
+    await client.wait_until(lambda c: c.values["/Parallel/Battery2/Connected"] == 1, 40)
+    v = await client.get_items()
+    assert _pack(v, 2, "Reconnects") == 1 and _pack(v, 1, "Reconnects") == 0
+    assert _pack(v, 2, "LinkQuality") < 100  # the outage is still in the last minute
+    assert _pack(v, 2, "Temperature") is not None and _pack(v, 2, "Model") == models[2]
 
 
 async def test_sigterm_exits_zero_releases_the_name_and_every_link(steady) -> None:
