@@ -36,11 +36,11 @@ def _no_machine_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BTBATTERY_CONFIG_DIRS", "")
 
 
-async def _stack(scenario: str, tmp_path: Path) -> SimulatedStack:
+async def _stack(scenario: str, tmp_path: Path, config: str = CONFIG) -> SimulatedStack:
     log = (tmp_path / "service.log").open("wb")
     return SimulatedStack(
         scenario=str(DATA / "scenarios" / f"{scenario}.json"),
-        service_args=["--config", CONFIG, "--state-file", str(tmp_path / "state.json")],
+        service_args=["--config", config, "--state-file", str(tmp_path / "state.json")],
         service_log=log,
     )
 
@@ -180,6 +180,25 @@ async def test_sigterm_leaves_ccl_zero_visible_before_the_name_goes(steady) -> N
     assert 0 < seen["/Info/MaxChargeVoltage"] <= before["/Info/MaxChargeVoltage"]
     assert seen["/Info/MaxDischargeCurrent"] == pytest.approx(before["/Info/MaxDischargeCurrent"], rel=0.2)
     assert seen["/Io/AllowToDischarge"] == 1
+
+
+async def test_with_block_on_disconnect_a_stop_leaves_dcl_zero_too(tmp_path: Path) -> None:
+    """BLOCK_ON_DISCONNECT = True in the user's config.ini: the stop blocks discharge as well."""
+    config = tmp_path / "config.ini"
+    config.write_text(Path(CONFIG).read_text() + "BLOCK_ON_DISCONNECT = True\n")
+    stack = await _stack("e2e_steady", tmp_path, str(config))
+    async with stack:
+        client = await VenusClient.connect(stack.session_address, SERVICE)
+        try:
+            await client.wait_for_service(START_TIMEOUT)
+            await client.wait_until(lambda c: (c.values["/Info/MaxDischargeCurrent"] or 0) > 0, START_TIMEOUT)
+            assert await stack.stop_service() == 0
+        finally:
+            client.close()
+    seen = client.values_when_name_went
+    assert seen is not None
+    assert (seen["/Info/MaxChargeCurrent"], seen["/Info/MaxDischargeCurrent"]) == (0.0, 0.0)
+    assert seen["/Info/DischargeLimitation"] == "service stopping" and seen["/Io/AllowToDischarge"] == 0
 
 
 async def test_a_blind_bank_keeps_its_dcl_stops_charging_and_exits_with_the_cable_alarm(
