@@ -612,8 +612,10 @@ def _imbalance_values(imbalance: ImbalanceStatus) -> dict[str, Any]:
 
 
 def _alarm_values(snap: BankSnapshot, active: bool) -> dict[str, Any]:
+    """The BMS alarms; none while no pack is active, so the paths keep their last levels: an alarm must not
+    clear exactly when the bank goes blind (that is /Alarms/BmsCable's news)."""
     if not active:
-        return {path: None for path in (*PROTECTION_ALARMS, "/Alarms/CellImbalance")}
+        return {}
     values: dict[str, Any] = {
         path: ALARM if snap.protection & bits else OK for path, bits in PROTECTION_ALARMS.items()
     }

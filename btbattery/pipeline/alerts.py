@@ -5,7 +5,7 @@ Pure: time is an argument. One :class:`AlertTracker` lives in the bank cycle and
   (the others carry on), 2 (alarm) once no pack has been active that long. dbus-serialbattery raises its
   warning after 60 s without its one BMS; a bank of several needs the two levels to tell "a pack is lost"
   from "the bank is blind".
-- ``/Alarms/LowSoc``: 1 below SOC_LOW_WARNING, 2 below SOC_LOW_ALARM (bank SoC).
+- ``/Alarms/LowSoc``: 1 below SOC_LOW_WARNING, 2 below SOC_LOW_ALARM (bank SoC); kept while no SoC is known.
 - ``/Info/ChargeRequest``: 1 from an under-voltage event (a pack's under-voltage protection, or a cell at or
   below CELL_UNDERVOLTAGE) until the bank is recharged: its lowest cell back at the voltage where discharge
   runs at full current again (the top point of CELL_VOLTAGES_WHILE_DISCHARGING) and its SoC above
@@ -53,6 +53,7 @@ class AlertTracker:
         self._pack_active: dict[int, float] = {}  # pack -> last time it was active
         self._bank_active = start
         self._charge_request = False
+        self._low_soc: int | None = None
 
     def update(self, snapshot: BankSnapshot, now: float) -> BankAlerts:
         for status in snapshot.packs:
@@ -61,9 +62,11 @@ class AlertTracker:
         if snapshot.active_packs:
             self._bank_active = now
         self._charge_request = self._request(snapshot)
+        if snapshot.soc is not None:  # without a SoC the last level stays: no alarm clears for want of data
+            self._low_soc = low_soc_level(snapshot.soc, self._t.soc_warning, self._t.soc_alarm)
         return BankAlerts(
             bms_cable=self._cable(snapshot, now),
-            low_soc=low_soc_level(snapshot.soc, self._t.soc_warning, self._t.soc_alarm),
+            low_soc=self._low_soc,
             charge_request=self._charge_request,
         )
 

@@ -290,7 +290,13 @@ async def test_alerts_reasons_and_pack_soc_extremes(
 
 async def test_protection_raises_alarms(start_service: ServiceFactory, client: MessageBus) -> None:
     service = await start_service(packs=1, cells_per_pack=4)
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Alarms/HighCellVoltage"]["Value"].signature == "ai"  # nothing known yet
     service.publish(with_snapshot(bank_state(1, 4), protection=Protection.CELL_OVERVOLTAGE))
+    items = await get_items(client, SERVICE_NAME)
+    assert items["/Alarms/HighCellVoltage"]["Value"].value == 2
+    assert items["/Alarms/LowCellVoltage"]["Value"].value == 0
+    service.publish(bank_state(1, 4, active=False))  # the bank goes blind: the alarm must not clear
     items = await get_items(client, SERVICE_NAME)
     assert items["/Alarms/HighCellVoltage"]["Value"].value == 2
     assert items["/Alarms/LowCellVoltage"]["Value"].value == 0

@@ -156,6 +156,16 @@ def test_low_soc_levels() -> None:
     ]
 
 
+def test_the_low_soc_level_stays_while_no_soc_is_known() -> None:
+    tracker = AlertTracker(CONFIG, 0.0)
+    assert tracker.update(_fresh_bank(3.0, 3.1, soc=5), 0.0).low_soc == ALARM
+    gone = aggregate(
+        1.0, tuple(dataclasses.replace(p, fresh=False, active=False) for p in _fresh_bank(3, 3).packs)
+    )
+    assert gone.soc is None and tracker.update(gone, 1.0).low_soc == ALARM
+    assert tracker.update(_fresh_bank(3.3, 3.3, soc=60), 2.0).low_soc == OK
+
+
 def test_bms_cable_warns_for_one_lost_pack_and_alarms_for_a_blind_bank() -> None:
     snapshot = _fresh_bank(3.30, 3.34)
     tracker = AlertTracker(CONFIG, 0.0)
