@@ -12,6 +12,8 @@
 #   /service/dbus-btbattery             -> /data/dbus-btbattery/service (runit starts it)
 #   /var/log/dbus-btbattery/current     the service log (multilog)
 #   /data/rc.local                      one marked block that re-creates both links at boot
+#   /data/apps/available/dbus-btbattery/gui-v2/dbus-btbattery.json   the Venus GUI (gui-v2) plugin, enabled by
+#   /data/apps/enabled/dbus-btbattery   -> /data/apps/available/dbus-btbattery (Venus OS v3.70+ loads it)
 #
 # BTBATTERY_ROOT (default /) installs into another root directory instead; the tests use it. svc is only
 # used on the real root and only when it exists. POSIX sh: Venus OS runs this with busybox or bash alike.
@@ -28,6 +30,9 @@ REMOUNT_RW=/opt/victronenergy/swupdate-scripts/remount-rw.sh
 FIRMWARE_FILE=/opt/victronenergy/version # its first line is the firmware version, e.g. v3.60
 BLOCK_BEGIN="# >>> $NAME >>> written by installservice.sh, removed by uninstallservice.sh"
 BLOCK_END="# <<< $NAME <<<"
+GUI_PLUGIN=gui-v2/$NAME.json
+APP_AVAILABLE=/data/apps/available/$NAME
+APP_ENABLED=/data/apps/enabled/$NAME
 
 ROOT=${BTBATTERY_ROOT:-/}
 ROOT=${ROOT%/} # "" for the real root, so "$ROOT$APP_DIR" is always a valid path
@@ -280,6 +285,23 @@ install_boot_block() {
     chmod 755 "$rc"
 }
 
+# ---- the GUI plugin ----
+
+# gui-v2 reads every *.json in the gui-v2/ folder of each app linked into /data/apps/enabled, and watches
+# those folders: the new file is written beside the old one under another name, then moved in place.
+install_gui_plugin() {
+    from=$SRC/$GUI_PLUGIN
+    if [ ! -f "$from" ]; then
+        warn "no $GUI_PLUGIN here: the GUI shows the bank as one battery, without the pack pages"
+        return 0
+    fi
+    dir=$ROOT$APP_AVAILABLE/gui-v2
+    mkdir -p "$dir"
+    cp "$from" "$dir/$NAME.json.new"
+    mv "$dir/$NAME.json.new" "$dir/$NAME.json"
+    link "$APP_AVAILABLE" "$APP_ENABLED"
+}
+
 # ---- runit ----
 
 start_service() {
@@ -363,11 +385,13 @@ main() {
     created=yes
     [ -L "$ROOT$SERVICE_LINK" ] && created=no
     link "$APP_DIR/service" "$SERVICE_LINK"
+    install_gui_plugin
     start_service "$created"
 
     say "installed $NAME in $APP_DIR"
     say "  settings: $CONF_DIR/config.ini (also $ETC_LINK/config.ini); pack addresses go in BATTERY_ADDRESSES"
     say "  log:      cat $LOG_DIR/current | tai64nlocal"
+    say "  GUI:      the battery's device page lists Parallel bank, Packs and Cells (Venus OS v3.70+)"
     if ! grep -q '^[[:blank:]]*BATTERY_ADDRESSES[[:blank:]]*[=:][[:blank:]]*[0-9A-Fa-f]' "$ROOT$CONF_DIR/config.ini"; then
         say "  no packs configured yet: run ./installservice.sh AA:BB:CC:DD:EE:FF ... or edit BATTERY_ADDRESSES"
     fi

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Remove dbus-btbattery from Venus OS: stop the runit service, remove its link, its rc.local block, the
-# program folder /data/dbus-btbattery and the /etc/dbus-btbattery link.
+# program folder /data/dbus-btbattery, the /etc/dbus-btbattery link and the GUI plugin (its
+# /data/apps/enabled link and /data/apps/available folder).
 #
 #   ./uninstallservice.sh           keep the settings in /data/etc/dbus-btbattery (a re-install finds them)
 #   ./uninstallservice.sh --purge   also remove the settings and the log folder
@@ -18,6 +19,8 @@ LOG_DIR=/var/log/$NAME
 RC_LOCAL=/data/rc.local
 BLOCK_BEGIN="# >>> $NAME >>> written by installservice.sh, removed by uninstallservice.sh"
 BLOCK_END="# <<< $NAME <<<"
+APP_AVAILABLE=/data/apps/available/$NAME
+APP_ENABLED=/data/apps/enabled/$NAME
 
 ROOT=${BTBATTERY_ROOT:-/}
 ROOT=${ROOT%/}
@@ -73,19 +76,32 @@ remove_etc_link() {
     fi
 }
 
+# The link first, so gui-v2 drops the plugin before its file goes.
+remove_gui_plugin() {
+    if [ -L "$ROOT$APP_ENABLED" ]; then
+        rm -f "$ROOT$APP_ENABLED"
+        say "removed $APP_ENABLED"
+    fi
+    if [ -e "$ROOT$APP_AVAILABLE" ]; then
+        rm -rf "$ROOT$APP_AVAILABLE"
+        say "removed $APP_AVAILABLE"
+    fi
+}
+
 main() {
     purge=no
     for arg in "$@"; do
         case $arg in
         --purge) purge=yes ;;
         -h | --help)
-            sed -n '2,7s/^# \{0,1\}//p' "$0"
+            sed -n '2,8s/^# \{0,1\}//p' "$0"
             return 0
             ;;
         *) die "unknown argument '$arg' (use --purge to remove the settings too)" ;;
         esac
     done
     stop_service
+    remove_gui_plugin
     remove_boot_block
     remove_etc_link
     if [ -e "$ROOT$APP_DIR" ]; then

@@ -3,7 +3,8 @@
 # DIST_DIR puts it elsewhere.
 #
 # The archive unpacks to dbus-btbattery/: the program, configs/, service/, installservice.sh,
-# uninstallservice.sh, ext/ with the pure-Python dependencies of scripts/release-requirements.txt, and
+# uninstallservice.sh, gui-v2/dbus-btbattery.json (the Venus GUI plugin), ext/ with the pure-Python
+# dependencies of scripts/release-requirements.txt, and
 # ext-dbus-fast/ with dbus-fast built as pure Python (scripts/release-dbus-fast.txt), which the service uses
 # only on a firmware without python3-dbus-fast (or one too old for bleak; btbattery/vendored.py). On the GX device:
 #   tar -xzf dbus-btbattery-<version>.tar.gz -C /tmp && /tmp/dbus-btbattery/installservice.sh [MAC ...]
@@ -41,6 +42,9 @@ for optional in scan.py README.md LICENSE; do
 done
 # The guide runs "cp parallel_lfp_config.ini /etc/dbus-btbattery/config.ini" from the program's folder.
 if [ -e configs/parallel_lfp_config.ini ]; then cp configs/parallel_lfp_config.ini "$stage/"; fi
+# The Venus GUI plugin, as built and checked in (scripts/build-gui-plugin.py; a test keeps it fresh).
+mkdir -p "$stage/gui-v2"
+cp gui-v2/dbus-btbattery.json "$stage/gui-v2/"
 printf '%s\n' "$version" >"$stage/VERSION"
 find "$stage" -depth \( -name __pycache__ -o -name '*.pyc' -o -name '*.egg-info' \) -exec rm -rf {} +
 

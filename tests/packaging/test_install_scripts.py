@@ -292,6 +292,31 @@ def test_uninstall_removes_everything_but_the_settings(root: Path, shell: Shell)
     assert config_values(root, "BATTERY_ADDRESSES") == ["11:22:33:44:55:66"]
 
 
+GUI_PLUGIN = "data/apps/available/dbus-btbattery/gui-v2/dbus-btbattery.json"
+GUI_ENABLED = "data/apps/enabled/dbus-btbattery"
+
+
+def test_the_gui_plugin_is_installed_enabled_and_removed(root: Path, shell: Shell) -> None:
+    gui_owned = root / "data/apps/enabled"  # gui-v2 creates it at boot; it is not ours to remove
+    gui_owned.mkdir(parents=True)
+    ok(install(root, shell=shell.argv, path=shell.path))
+    assert (root / GUI_PLUGIN).read_bytes() == (REPO / "gui-v2/dbus-btbattery.json").read_bytes()
+    assert os.readlink(root / GUI_ENABLED) == "/data/apps/available/dbus-btbattery"
+    assert not list((root / GUI_PLUGIN).parent.glob("*.new"))
+
+    ok(uninstall(root, shell=shell.argv, path=shell.path))
+    assert not os.path.lexists(root / GUI_ENABLED)
+    assert not (root / "data/apps/available/dbus-btbattery").exists()
+    assert gui_owned.is_dir()
+
+
+def test_a_folder_in_the_way_of_the_gui_link_is_refused(root: Path) -> None:
+    (root / GUI_ENABLED).mkdir(parents=True)  # someone's own files: never replaced by a link
+    result = install(root)
+    assert result.returncode != 0 and "is not a link" in result.stderr
+    assert (root / GUI_ENABLED).is_dir() and not (root / GUI_ENABLED).is_symlink()
+
+
 def test_purge_removes_the_settings_and_the_log(root: Path) -> None:
     ok(install(root))
     ok(uninstall(root, "--purge"))

@@ -66,6 +66,7 @@ def test_the_archive_holds_the_program_and_pure_python_dependencies(release_arch
         "service/log/run",
         "installservice.sh",
         "uninstallservice.sh",
+        "gui-v2/dbus-btbattery.json",
         "VERSION",
     ):
         assert PREFIX + needed in names, needed
@@ -99,6 +100,8 @@ def test_installed_from_the_unpacked_archive(release_archive: Path, tmp_path: Pa
     assert "no ext/ folder" not in result.stderr
     assert (root / APP / "ext/bleak/__init__.py").is_file()
     assert (root / APP / "VERSION").read_text().strip() == __version__
+    plugin = root / "data/apps/available/dbus-btbattery/gui-v2/dbus-btbattery.json"
+    assert plugin.read_bytes() == (REPO / "gui-v2/dbus-btbattery.json").read_bytes()
     assert "BATTERY_ADDRESSES = AA:BB:CC:DD:EE:FF" in (root / CONF).read_text()
     assert uninstall(root).returncode == 0
     assert not (root / APP).exists()
