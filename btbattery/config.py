@@ -422,6 +422,19 @@ def _check_order(values: dict[str, object], origin: dict[str, str]) -> None:
         )
 
 
+def _clamp_disconnect_band(values: dict[str, object], origin: dict[str, str]) -> None:
+    """As dbus-serialbattery does: the safe band for riding through an outage never reaches outside
+    MIN_CELL_VOLTAGE..MAX_CELL_VOLTAGE; a wider one is narrowed, with a warning (it only errs safe)."""
+    for key, bound, outside in (
+        ("BLOCK_ON_DISCONNECT_VOLTAGE_MIN", "MIN_CELL_VOLTAGE", lambda v, b: v < b),
+        ("BLOCK_ON_DISCONNECT_VOLTAGE_MAX", "MAX_CELL_VOLTAGE", lambda v, b: v > b),
+    ):
+        if outside(values[key], values[bound]):
+            log.warning("%s: %s = %s lies outside %s = %s; using %s", origin[key], key, values[key], bound,
+                        values[bound], values[bound])  # fmt: skip
+            values[key] = values[bound]
+
+
 def find_defaults() -> Path:
     for candidate in DEFAULTS_CANDIDATES:
         if candidate.is_file():
@@ -519,6 +532,7 @@ def load_config(
         sources.append(str(user))
     values = {key: _convert(key, text, origin[key]) for key, text in raw.items()}
     _check_curves(values, origin)
+    _clamp_disconnect_band(values, origin)
     _check_order(values, origin)
     packs = _pack_specs(pack_args, values, origin)
     sources += [spec.config_path for spec in packs if spec.config_path]

@@ -353,3 +353,20 @@ def test_bms_cable_alarm_is_serialbatterys_switch_or_seconds(
     tmp_path: Path, text: str, seconds: float
 ) -> None:
     assert load_text(tmp_path, f"BMS_CABLE_ALARM = {text}\n").bms_cable_alarm == seconds
+
+
+def test_a_disconnect_band_outside_the_cell_limits_is_narrowed_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_text(
+        tmp_path, "BLOCK_ON_DISCONNECT_VOLTAGE_MIN = 2.5\nBLOCK_ON_DISCONNECT_VOLTAGE_MAX = 3.6\n"
+    )
+    assert (config.block_on_disconnect_voltage_min, config.block_on_disconnect_voltage_max) == (
+        config.min_cell_voltage,
+        config.max_cell_voltage,
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert (
+        len(warnings) == 2
+        and "BLOCK_ON_DISCONNECT_VOLTAGE_MIN = 2.5 lies outside MIN_CELL_VOLTAGE" in warnings[0]
+    )
