@@ -1,16 +1,22 @@
 """The whole service on simulated packs: CPU per pack-hour, peak RSS, D-Bus signals, time to first values.
 
     .venv/bin/python tests/bench/bench_service.py [--packs 4] [--seconds 60]
+    .venv/bin/python tests/bench/bench_service.py --python .venv/bin/python .venv-pure/bin/python --rounds 2
 
 The fake BlueZ runs in its own process and is not counted. Budget (design.md): <= 3 CPU-s per pack-hour,
-<= 50 MB, <= 1 ItemsChanged per publish cycle, first valid values within 10 s.
+<= 50 MB, <= 1 ItemsChanged per publish cycle, first valid values within 10 s. ``--python`` runs the service
+under each interpreter given, in turn for ``--rounds`` rounds (so the machine's load falls on all alike): with
+``.venv-pure`` (scripts/setup.sh --pure) that compares the compiled dbus-fast with the pure-Python build Venus
+OS ships.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,11 +50,31 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def bench(packs: int, seconds: float) -> None:
+class ServiceUnder(SimulatedStack):
+    """The stack with the service run by another interpreter (the fake BlueZ and the client stay ours)."""
+
+    python = sys.executable
+
+    def service_command(self) -> list[str]:
+        return [self.python, *super().service_command()[1:]]
+
+
+def dbus_fast_of(python: str) -> str:
+    """``2.21.1 pure Python`` or ``2.21.1 compiled``: the dbus-fast that interpreter runs."""
+    out = subprocess.run(
+        [python, "-m", "btbattery", "versions", "--json"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    info = json.loads(out)["dbus-fast"]
+    return f"{info['version']} {'compiled' if info['compiled'] else 'pure Python'}"
+
+
+async def bench(packs: int, seconds: float, python: str = sys.executable) -> float:
+    """Print one run's figures; returns its CPU-s per pack-hour."""
     os.environ["BTBATTERY_CONFIG_DIRS"] = ""
     log = Path(tempfile.gettempdir()) / "btbattery-bench-service.log"
     with log.open("wb") as log_file:
-        stack = SimulatedStack(scenario="default", packs=packs, service_log=log_file, start_service=False)
+        stack = ServiceUnder(scenario="default", packs=packs, service_log=log_file, start_service=False)
+        stack.python = python
         async with stack:
             client = await VenusClient.connect(stack.session_address, SERVICE)
             started = time.monotonic()
@@ -82,14 +108,33 @@ async def bench(packs: int, seconds: float) -> None:
     print(f"CPU at start-up (imports, connects): {startup_cpu:.2f} s")
     print(f"peak RSS: {rss:.1f} MB (budget 50)")
     print(f"ItemsChanged: {(signals1 - signals0) / elapsed:.2f} per second (publish interval 1 s, budget 1)")
+    return per_pack_hour
+
+
+async def compare(packs: int, seconds: float, pythons: list[str], rounds: int) -> None:
+    results: dict[str, list[float]] = {python: [] for python in pythons}
+    for round_number in range(1, rounds + 1):
+        for python in pythons:
+            print(f"\n--- round {round_number}: {python} (dbus-fast {dbus_fast_of(python)})")
+            results[python].append(await bench(packs, seconds, python))
+    print("\nCPU-s per pack-hour, each round, then the mean:")
+    for python, figures in results.items():
+        mean = sum(figures) / len(figures)
+        rows = ", ".join(f"{figure:.2f}" for figure in figures)
+        print(f"  dbus-fast {dbus_fast_of(python):<22} {rows} -> {mean:.2f}  ({python})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packs", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--python", nargs="+", metavar="PYTHON", help="run the service under each of these")
+    parser.add_argument("--rounds", type=int, default=1, help="with --python: rounds over the interpreters")
     args = parser.parse_args()
-    asyncio.run(bench(args.packs, args.seconds))
+    if args.python:
+        asyncio.run(compare(args.packs, args.seconds, args.python, args.rounds))
+    else:
+        asyncio.run(bench(args.packs, args.seconds))
 
 
 if __name__ == "__main__":

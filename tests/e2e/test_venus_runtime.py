@@ -185,3 +185,19 @@ async def test_the_service_publishes_the_bank(device: Device, tmp_path: Path) ->
     text = log_path.read_text()
     assert f"dbus-fast 2.21.1 (pure Python, {device.venus.site_packages})" in text, text
     assert "Traceback" not in text, text
+
+
+def test_the_offline_commands_run(device: Device, tmp_path: Path) -> None:
+    # record -> replay (no --plot: matplotlib is never on the device) -> decode -> diagram
+    recording = tmp_path / "bank.jsonl"
+    steps = [
+        ("record", "--duration", "20", "--out", str(recording)),
+        ("replay", "--json", "--config", str(DATA / "replay_config.ini"), str(recording)),
+        ("decode", "--file", str(recording)),
+        ("diagram", "--out", str(tmp_path / "diagrams")),
+    ]
+    for step in steps:
+        result = device.run(*step)
+        assert result.returncode == 0, f"{step}: {result.stderr}"
+    assert recording.stat().st_size > 0
+    assert any((tmp_path / "diagrams").iterdir())
