@@ -191,6 +191,7 @@ class Service:
     async def _run(self, loop: asyncio.AbstractEventLoop, fatal: asyncio.Future[int]) -> int:
         from btbattery.dbus.busitem import connect_bus
         from btbattery.link.manager import LinkManager
+        from btbattery.link.pack_link import PackLocks
         from btbattery.pipeline.streams import build_pipeline, loop_scheduler
 
         packs = self.config.packs
@@ -201,7 +202,11 @@ class Service:
             raise Fatal(f"cannot connect to the D-Bus to publish on: {exc}") from None
         scheduler = loop_scheduler(loop)
         links = LinkManager(
-            [(p.number, p.address) for p in packs], self.config.poll_interval, scheduler, self.options.adapter
+            [(p.number, p.address) for p in packs],
+            self.config.poll_interval,
+            scheduler,
+            self.options.adapter,
+            locks={p.number: PackLocks(p.password, p.passkey) for p in packs},
         )
         watchdog = Watchdog(loop, self.options, fatal)
         cells = FirstReadings(len(packs))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from btbattery.compat import EMPTY_IS_DEFAULT, SERIALBATTERY_KEYS, differs
+from btbattery.model import Secret
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,26 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(_float(item) for item in items)
 
 
+def _password(text: str) -> Secret | None:
+    from btbattery.protocol.jbd import valid_password
+
+    text = text.strip()
+    if not text:
+        return None
+    if not valid_password(text):
+        raise ValueError("not 6 letters or digits")
+    return Secret(text)
+
+
+def _passkey(text: str) -> Secret | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) > 999_999:
+        raise ValueError("not a passkey")
+    return Secret(str(int(text)))
+
+
 def _addresses(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(parse_pack_argument(item) for item in re.split(r"[\s,]+", text.strip()) if item)
 
@@ -87,6 +108,7 @@ class _Key:
     parse: Callable[[str], object]
     accepted: str  # what the user may write, for error messages
     check: Callable[[object], bool] = lambda value: True
+    secret: bool = False  # never repeat the value in an error message (the user's terminal, the log)
 
 
 def _number(accepted: str, low: float = -math.inf, high: float = math.inf, open_low: bool = False) -> _Key:
@@ -186,6 +208,8 @@ KEYS: dict[str, _Key] = {
     ),
     "SOC_LOW_WARNING": _percent("a SoC in %", True),
     "SOC_LOW_ALARM": _percent("a SoC in %", True),
+    "PASSWORD": _Key(_password, "exactly 6 ASCII letters or digits, or nothing for no password", secret=True),
+    "PASSKEY": _Key(_passkey, "a number from 0 to 999999, or nothing for no pairing", secret=True),
 }
 
 # Keys a per-pack file may set; a one-battery config names its own limits MAX_BATTERY_*, so accept those too.
@@ -194,7 +218,11 @@ PACK_KEYS = {
     "MAX_PACK_DISCHARGE_CURRENT": "MAX_PACK_DISCHARGE_CURRENT",
     "MAX_BATTERY_CHARGE_CURRENT": "MAX_PACK_CHARGE_CURRENT",
     "MAX_BATTERY_DISCHARGE_CURRENT": "MAX_PACK_DISCHARGE_CURRENT",
+    "PASSWORD": "PASSWORD",
+    "PASSKEY": "PASSKEY",
 }
+# What a pack takes from the bank-wide values unless its own file says otherwise.
+_PER_PACK = ("MAX_PACK_CHARGE_CURRENT", "MAX_PACK_DISCHARGE_CURRENT", "PASSWORD", "PASSKEY")
 
 # (list of points, list of fractions, order the points must be in)
 _CURVES = (
@@ -221,13 +249,15 @@ _ORDERED = (
 
 @dataclass(frozen=True, slots=True)
 class PackSpec:
-    """One pack as configured: its number (1..N in the user's order), address and own limits."""
+    """One pack as configured: its number (1..N in the user's order), address, own limits and locks."""
 
     number: int
     address: str
     charge_limit: float  # A, Lc
     discharge_limit: float  # A, Ld
     config_path: str | None = None
+    password: Secret | None = None  # FF AA handshake password
+    passkey: Secret | None = None  # LE pairing passkey
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,12 +311,21 @@ class Config:
     bms_cable_alarm: float  # s, 0 = off
     soc_low_warning: float
     soc_low_alarm: float
+    password: Secret | None
+    passkey: Secret | None
     packs: tuple[PackSpec, ...] = ()  # resolved from -p arguments or BATTERY_ADDRESSES
     sources: tuple[str, ...] = field(default=())  # files used, defaults first
 
     def pack_spec(self, number: int, address: str) -> PackSpec:
         """A pack with the bank-wide per-pack limits (for packs not listed in the config)."""
-        return PackSpec(number, address, self.max_pack_charge_current, self.max_pack_discharge_current)
+        return PackSpec(
+            number,
+            address,
+            self.max_pack_charge_current,
+            self.max_pack_discharge_current,
+            password=self.password,
+            passkey=self.passkey,
+        )
 
 
 assert {f.name.upper() for f in fields(Config)} - {"PACKS", "SOURCES"} == set(KEYS)
@@ -383,7 +422,11 @@ def _convert(key: str, text: str, origin: str) -> object:
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {key}: {exc}{note}") from None
     except ValueError:
-        problem = f"{key} = {text.strip()!r} is not valid"
+        problem = (
+            f"{key} is not valid (value not shown)"
+            if spec.secret
+            else f"{key} = {text.strip()!r} is not valid"
+        )
         raise ConfigError(f"{origin}: {problem}; accepted: {spec.accepted}{note}") from None
     if not spec.check(value):
         raise ConfigError(f"{origin}: {key} = {text.strip()!r} is out of range; accepted: {spec.accepted}")
@@ -480,12 +523,14 @@ def _pack_specs(
         if mac in seen:
             raise ConfigError(f"{where}: pack {mac} is listed twice; accepted: each address once")
         seen.add(mac)
-        limits = {key: values[key] for key in ("MAX_PACK_CHARGE_CURRENT", "MAX_PACK_DISCHARGE_CURRENT")}
+        own = {key: values[key] for key in _PER_PACK}
         if pack_path is not None:
-            limits.update(_pack_overrides(Path(pack_path)))
-        charge, discharge = limits["MAX_PACK_CHARGE_CURRENT"], limits["MAX_PACK_DISCHARGE_CURRENT"]
+            own.update(_pack_overrides(Path(pack_path)))
+        charge, discharge = own["MAX_PACK_CHARGE_CURRENT"], own["MAX_PACK_DISCHARGE_CURRENT"]
+        password, passkey = own["PASSWORD"], own["PASSKEY"]
         assert isinstance(charge, float) and isinstance(discharge, float)
-        specs.append(PackSpec(number, mac, charge, discharge, pack_path))
+        assert isinstance(password, Secret | None) and isinstance(passkey, Secret | None)
+        specs.append(PackSpec(number, mac, charge, discharge, pack_path, password, passkey))
     return tuple(specs)
 
 

@@ -106,9 +106,12 @@ class LinkState(enum.StrEnum):
     IDLE = "idle"
     SCANNING = "scanning"
     CONNECTING = "connecting"
+    PAIRING = "pairing"
     SUBSCRIBING = "subscribing"
+    AUTHENTICATING = "authenticating"
     POLLING = "polling"
     BACKOFF = "backoff"
+    REFUSED = "refused"  # locked against us (password or passkey): retried only after minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,3 +239,28 @@ class BankState:
     # What to publish if the service stops after this tick: CCL 0, DCL per the disconnect policy, CVL no
     # higher than now. None: CCL = DCL = 0.
     stop_limits: ChargeLimits | None = None
+
+
+class Secret:
+    """A password or passkey from the config. It prints as ``***`` in every log line, message and repr, so
+    a secret can only leave the process through :meth:`reveal`, called where the radio needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)

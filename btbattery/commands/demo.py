@@ -15,8 +15,13 @@ SERVICE = "com.victronenergy.battery.virtual_parallel"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packs", type=int, default=None, help="number of simulated packs (default: 3)")
+    from btbattery.sim.scenario import builtin_names
+
     parser.add_argument(
-        "--scenario", default="default", help="built-in scenario (default, dropout, imbalance) or a JSON file"
+        "--scenario",
+        default="default",
+        help=f"built-in scenario ({', '.join(builtin_names())}) or a JSON file; 'locked' shows newer units' "
+        "password and pairing locks",
     )
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
     parser.add_argument("--refresh", type=float, default=1.0, help="redraw at most every S seconds")

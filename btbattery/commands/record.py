@@ -5,6 +5,8 @@ the 0x03 request and its 20-byte notifications, then the 0x04 request and its no
 seeded delays like a real BLE connection. Link faults from the scenario shape the traffic: while a link is
 dropped nothing is written but link lines (``backoff`` ... ``connecting``/``subscribing``/``polling``);
 a silent BMS gets requests and sends nothing; corrupt, truncated and delayed answers are written as such.
+A pack locked with an FF AA password gets the handshake on each new link when the scenario's ``pack_files``
+give it the password (the 0x18 frame is written redacted, as in every recording), and silence otherwise.
 """
 
 from __future__ import annotations
@@ -79,7 +81,10 @@ def simulate(scenario: Scenario, duration: float, poll_interval: float) -> Itera
     """Every recorded event of ``duration`` seconds of ``scenario``, in time order."""
     bank = scenario.build_bank()
     rng = random.Random(scenario.seed)
-    links = [_Link(n, pack, rng) for n, pack in enumerate(bank.packs, start=1)]
+    links = [
+        _Link(n, pack, rng, scenario.pack_files.get(n, {}).get("PASSWORD"))
+        for n, pack in enumerate(bank.packs, start=1)
+    ]
     pending: list[tuple[float, int, Event]] = []  # heap: (t, sequence, event); delayed answers overtake
     sequence = 0
     t_phys = 0.0
@@ -105,12 +110,14 @@ def simulate(scenario: Scenario, duration: float, poll_interval: float) -> Itera
 class _Link:
     """One pack's BLE link as the recorder imagines it: up or down, and what a poll puts on the air."""
 
-    def __init__(self, number: int, pack: SimPack, rng: random.Random) -> None:
+    def __init__(self, number: int, pack: SimPack, rng: random.Random, password: str | None = None) -> None:
         self.number = number
         self.pack = pack
         self.address = pack.params.address
         self.rng = rng
+        self.password = password
         self.up = False
+        self.answer: bytes | None = None  # the last frame the pack answered
 
     def poll(self, t: float, faults: list[Fault]) -> list[Event]:
         from btbattery.model import LinkState
@@ -135,11 +142,32 @@ class _Link:
                 LinkChange(t + 0.25, self.address, LinkState.POLLING),
             ]
             self.up = True
+            self.pack.new_session()
             t += 0.3
+            if self.password is not None:
+                t = self._handshake(events, t, faults)
             t = self._exchange(events, t + 0.3, jbd.HARDWARE_REQUEST, faults)
         t = self._exchange(events, t, jbd.BASIC_INFO_REQUEST, faults)
         self._exchange(events, t, jbd.CELL_VOLTAGES_REQUEST, faults)
         return events
+
+    def _handshake(self, events: list[Event], t: float, faults: list[Fault]) -> float:
+        """The FF AA exchange the service makes with a configured password: 0x15, 0x17, 0x18."""
+        from btbattery.model import LinkState
+        from btbattery.protocol import jbd
+        from btbattery.replay import LinkChange
+
+        assert self.password is not None
+        events.append(LinkChange(t, self.address, LinkState.AUTHENTICATING))
+        t = self._exchange(events, t + 0.01, jbd.app_key_request(), faults)
+        t = self._exchange(events, t, jbd.random_request(), faults)
+        try:
+            random_byte = jbd.parse_auth(self.answer or b"").answer
+        except jbd.JbdError:
+            return t  # no random byte (silent, corrupt): the handshake stops here, as the link's would
+        return self._exchange(
+            events, t, jbd.password_request(self.address, self.password, random_byte), faults
+        )
 
     def _exchange(self, events: list[Event], t: float, request: bytes, faults: list[Fault]) -> float:
         """Append a request at ``t`` and the notifications that answer it, shaped by the active faults;
@@ -148,7 +176,7 @@ class _Link:
         from btbattery.replay import Traffic
 
         events.append(Traffic(t, self.address, "tx", request))
-        frame = self.pack.respond(request)
+        frame = self.answer = self.pack.respond(request)
         kinds = {f.kind for f in faults}
         if frame is None or "silent" in kinds:
             return t + REPLY_TIMEOUT

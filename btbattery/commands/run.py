@@ -123,12 +123,14 @@ def _main(args: argparse.Namespace) -> int:
         )
         return 2
     for spec in config.packs:
+        locks = [name for name, secret in (("password", spec.password), ("passkey", spec.passkey)) if secret]
         log.info(
-            "pack %d %s: charge limit %.0f A, discharge limit %.0f A%s",
+            "pack %d %s: charge limit %.0f A, discharge limit %.0f A%s%s",
             spec.number,
             spec.address,
             spec.charge_limit,
             spec.discharge_limit,
+            f", {' and '.join(locks)} set" if locks else "",
             f" (from {spec.config_path})" if spec.config_path else "",
         )
     options = RunOptions(

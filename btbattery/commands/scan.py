@@ -69,6 +69,7 @@ class Found:
     maker: str | None = None  # who the name pattern belongs to (also for non-JBD BMS names)
     connected: bool = False  # connected through this adapter now (to the service or to another program)
     connectable: bool = False  # advertising and not connected: a client can connect now
+    paired: bool = False  # BlueZ holds a bond with it (a unit that wants LE pairing needs one: PASSKEY)
 
 
 def identify(address: str, name: str | None, service_uuids: list[str]) -> tuple[bool, list[str], str | None]:
@@ -110,17 +111,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON list (address, name, rssi, jbd, evidence, maker, connected, connectable)",
+        help="print a JSON list (address, name, rssi, jbd, evidence, maker, connected, connectable, paired)",
     )
     parser.add_argument("--adapter", default=None, help="Bluetooth adapter, e.g. hci0 (default: first)")
     parser.add_argument("--jbd-only", action="store_true", help="list only devices that look like JBD")
 
 
-def _found(address: str, name: str | None, rssi: int | None, uuids: list[str], connected: bool) -> Found:
+def _found(
+    address: str, name: str | None, rssi: int | None, uuids: list[str], props: dict[str, Any]
+) -> Found:
+    """``props``: what BlueZ's device object says now (empty when it has none)."""
     _, evidence, maker = identify(address, name, uuids)
     jbd = looks_like_jbd(address, name, uuids)
+    connected = bool(props.get("Connected"))
     connectable = not connected and rssi is not None
-    return Found(address.upper(), name, rssi, jbd, evidence, maker, connected, connectable)
+    paired = bool(props.get("Paired"))
+    return Found(address.upper(), name, rssi, jbd, evidence, maker, connected, connectable, paired)
 
 
 async def discover(timeout: float, adapter: str | None = None) -> list[Found]:
@@ -129,29 +135,28 @@ async def discover(timeout: float, adapter: str | None = None) -> list[Found]:
 
     kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
     heard = await BleakScanner.discover(timeout=timeout, return_adv=True, **kwargs)
-    connected = await connected_devices(adapter)
+    known = await known_devices(adapter)
     found = {
         device.address.upper(): _found(
             device.address,
             adv.local_name or device.name,
             adv.rssi,
             list(adv.service_uuids),
-            device.address.upper() in connected,
+            known.get(device.address.upper(), {}),
         )
         for device, adv in heard.values()
     }
-    for address, props in connected.items():
-        if address not in found:  # a connected pack does not advertise: BlueZ still knows it
-            found[address] = _found(address, props.get("Name"), None, list(props.get("UUIDs", [])), True)
+    for address, props in known.items():
+        if props.get("Connected") and address not in found:  # a connected pack does not advertise
+            found[address] = _found(address, props.get("Name"), None, list(props.get("UUIDs", [])), props)
     return sorted(found.values(), key=lambda f: (not f.jbd, f.rssi is None, -(f.rssi or 0), f.address))
 
 
-async def connected_devices(adapter: str | None) -> dict[str, dict[str, Any]]:
-    """Address -> Device1 properties of every device connected through ``adapter`` (any adapter if None)."""
+async def known_devices(adapter: str | None) -> dict[str, dict[str, Any]]:
+    """Address -> Device1 properties of every device BlueZ knows on ``adapter`` (any adapter if None)."""
     from btbattery.bluez import devices, managed_objects
 
-    known = devices(await managed_objects(), adapter)
-    return {address: props for address, props in known.items() if props.get("Connected")}
+    return devices(await managed_objects(), adapter)
 
 
 def _no_bluetooth(exc: BaseException) -> str:
@@ -178,8 +183,9 @@ def _row(f: Found) -> str:
     rssi = "conn" if f.connected and f.rssi is None else f"{f.rssi:>4}" if f.rssi is not None else "   -"
     verdict = "yes" if f.jbd else "hint" if f.evidence else " - "
     state = "connected" if f.connected else "free" if f.connectable else "-"
+    state += ",paired" if f.paired else ""  # BlueZ holds a bond
     why = ", ".join(f.evidence) + (f"; {f.maker}" if f.maker else "")
-    return f"{f.address:<17}  {rssi:>4}  {verdict:<4} {state:<9}  {f.name or '':<20}  {why}"
+    return f"{f.address:<17}  {rssi:>4}  {verdict:<4} {state:<14}  {f.name or '':<20}  {why}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -203,7 +209,7 @@ def main(args: argparse.Namespace) -> int:
     if not found:
         print(f"no Bluetooth LE devices heard in {args.timeout:g} s")
     else:
-        print(f"{'address':<17}  {'rssi':>4}  jbd  {'state':<9}  {'name':<20}  why")
+        print(f"{'address':<17}  {'rssi':>4}  jbd  {'state':<14}  {'name':<20}  why")
         for f in found:
             print(_row(f))
         print(f"\n{sum(f.jbd for f in found)} of {len(found)} look like JBD BMS units")

@@ -30,6 +30,7 @@ from btbattery.model import (
     BasicInfo,
     ChargeLimits,
     ImbalanceStatus,
+    LinkState,
     LinkStats,
     PackStatus,
     Protection,
@@ -234,7 +235,7 @@ PACK_PATHS: dict[str, PackPath] = {
         PackPath("Address", "pack n's Bluetooth address", lambda f: f.status.address),
         PackPath(
             "LinkState",
-            "offline, idle, scanning, connecting, subscribing, polling, backoff",
+            ", ".join(state.value for state in LinkState),  # the model's enum: a new state is one line
             lambda f: str(f.status.link_state),
         ),
         PackPath("Connected", "1 while pack n is active", lambda f: 1 if f.status.active else 0),

@@ -18,25 +18,37 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-IDLE, SCANNING, CONNECTING, SUBSCRIBING, POLLING, BACKOFF = (
+IDLE, SCANNING, CONNECTING, PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING, BACKOFF, REFUSED = (
     "idle",
     "scanning",
     "connecting",
+    "pairing",
     "subscribing",
+    "authenticating",
     "polling",
     "backoff",
+    "refused",
 )
-ACTIVE_STATES = [SCANNING, CONNECTING, SUBSCRIBING, POLLING]
+ACTIVE_STATES = [SCANNING, CONNECTING, PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING]
+# Where a pack can turn out to be locked against us: pairing refused or needed, wrong or missing password.
+LOCK_STATES = [PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING]
 
 # Each state: name, and for timed states which LinkTimeouts field bounds it and the callback that fires.
 STATES: list[dict[str, Any]] = [
     {"name": IDLE},
     {"name": SCANNING, "timeout": "scan", "on_timeout": "timed_out"},
     {"name": CONNECTING, "timeout": "connect", "on_timeout": "timed_out"},
+    # Only packs with a PASSKEY pass here; a bond BlueZ still holds makes it a quick check.
+    {"name": PAIRING, "timeout": "pair", "on_timeout": "timed_out"},
     {"name": SUBSCRIBING, "timeout": "subscribe", "on_timeout": "timed_out"},
+    # Only packs with a PASSWORD: the FF AA handshake 0x15 -> 0x17 -> 0x18.
+    {"name": AUTHENTICATING, "timeout": "authenticate", "on_timeout": "timed_out"},
     {"name": POLLING},
     # Its timeout is the backoff delay, set afresh each time the link backs off.
     {"name": BACKOFF, "timeout": "backoff", "on_timeout": "retry"},
+    # The pack is locked against us (wrong or missing password or passkey): nothing a quick retry mends,
+    # so it is tried again only after minutes, and the other packs carry on.
+    {"name": REFUSED, "timeout": "refused", "on_timeout": "retry"},
 ]
 
 # "in_origin" drops a trigger fired for a state the link has already left (a timeout and a result racing).
@@ -44,7 +56,11 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "begin", "source": IDLE, "dest": SCANNING},
     {"trigger": "found", "source": SCANNING, "dest": CONNECTING, "conditions": "in_origin"},
     {"trigger": "connected", "source": CONNECTING, "dest": SUBSCRIBING, "conditions": "in_origin"},
+    {"trigger": "pair", "source": CONNECTING, "dest": PAIRING, "conditions": "in_origin"},
+    {"trigger": "paired", "source": PAIRING, "dest": SUBSCRIBING, "conditions": "in_origin"},
     {"trigger": "subscribed", "source": SUBSCRIBING, "dest": POLLING, "conditions": "in_origin"},
+    {"trigger": "authenticate", "source": SUBSCRIBING, "dest": AUTHENTICATING, "conditions": "in_origin"},
+    {"trigger": "authenticated", "source": AUTHENTICATING, "dest": POLLING, "conditions": "in_origin"},
     # Any failure or loss, from any working state: tear down, wait, start again from a fresh scan.
     {
         "trigger": "fail",
@@ -53,8 +69,9 @@ TRANSITIONS: list[dict[str, Any]] = [
         "conditions": "in_origin",
         "before": "plan_backoff",
     },
-    {"trigger": "retry", "source": BACKOFF, "dest": SCANNING},
-    {"trigger": "halt", "source": [*ACTIVE_STATES, BACKOFF], "dest": IDLE},
+    {"trigger": "refuse", "source": LOCK_STATES, "dest": REFUSED, "conditions": "in_origin"},
+    {"trigger": "retry", "source": [BACKOFF, REFUSED], "dest": SCANNING},
+    {"trigger": "halt", "source": [*ACTIVE_STATES, BACKOFF, REFUSED], "dest": IDLE},
 ]
 # Model methods run on every state change: leaving stops the old state's activity, entering starts
 # the new one.
@@ -71,6 +88,9 @@ class LinkTimeouts:
     connect: float = 20.0  # one connection attempt (bleak's own bound)
     connect_wait: float = 60.0  # the connecting state, waiting for the adapter's turn included
     subscribe: float = 10.0
+    pair: float = 75.0  # BlueZ waits up to 60 s for the agent's passkey, plus the SMP exchange
+    authenticate: float = 10.0  # the whole FF AA handshake (esphome's auth_timeout)
+    refused: float = 300.0  # before a locked pack is tried again
     request: float = 2.0
     dead_after: int = 3
     disconnect: float = 3.0
@@ -104,6 +124,9 @@ def state_table(timeouts: LinkTimeouts, backoff: Backoff) -> list[dict[str, Any]
         "scan": timeouts.scan,
         "connect": timeouts.connect_wait,
         "subscribe": timeouts.subscribe,
+        "pair": timeouts.pair,
+        "authenticate": timeouts.authenticate,
+        "refused": timeouts.refused,
         "backoff": backoff.initial,
     }
     return [{**s, "timeout": values[s["timeout"]]} if "timeout" in s else dict(s) for s in STATES]

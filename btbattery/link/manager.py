@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import reactivex
 
 from btbattery.link.machine import Backoff, LinkTimeouts
-from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink
+from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink, PackLocks
 from btbattery.model import LinkEvent, LinkStats, PackReading
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ class LinkManager:
 
     ``await start()`` sets every link going; ``await stop(timeout)`` stops polling, notifications and
     connections of all packs within ``timeout`` seconds. ``states`` and ``readings`` merge every link's
-    streams; ``links`` gives each pack's own.
+    streams; ``links`` gives each pack's own. ``locks`` gives a pack's password and passkey by number; when
+    any pack has a passkey, our BlueZ agent is set up for them.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class LinkManager:
         timeouts: LinkTimeouts | None = None,
         backoff: Backoff | None = None,
         seed: int = 0,
+        locks: Mapping[int, PackLocks] | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll interval must be positive")
@@ -45,8 +47,14 @@ class LinkManager:
         self._scheduler = scheduler
         # Everything is built now, without a running loop, so callers can subscribe before start().
         self.port = AdapterPort(adapter)
+        locks = locks or {}
+        passkeys = {address: locks[n].passkey for n, address in self.packs if n in locks and locks[n].passkey}
+        if passkeys:
+            from btbattery.link.agent import PairingAgent
+
+            self.port.agent = PairingAgent(passkeys)  # type: ignore[arg-type]
         self.links: list[PackLink] = [
-            PackLink(n, address, self.port, scheduler, self.config) for n, address in self.packs
+            PackLink(n, address, self.port, scheduler, self.config, locks.get(n)) for n, address in self.packs
         ]
         self.states: reactivex.Observable[LinkEvent] = reactivex.merge(*(link.states for link in self.links))
         self.readings: reactivex.Observable[PackReading] = reactivex.merge(
@@ -74,6 +82,8 @@ class LinkManager:
             if task.exception() is not None:
                 log.warning("closing a link failed: %s", task.exception())
         await self.port.scanner.close()
+        if self.port.agent is not None:
+            self.port.agent.close()
         if pending:
             log.warning("%d of %d links did not close within %.1f s", len(pending), len(closing), timeout)
         return not pending

@@ -6,6 +6,12 @@ subscribing finds the JBD characteristics and starts notifications, polling asks
 interval (after reading the model, 0x05, once per connection), and backoff tears the old connection down
 while the state's timeout (the backoff delay) runs. The link publishes what happens as two reactivex
 subjects and knows nothing about the bank.
+
+Newer units carry locks (../shared/reference/jbd-auth.md). A pack with a PASSKEY passes through pairing
+(our own BlueZ agent answers the passkey; a kept bond makes it a quick check), a pack with a PASSWORD through
+authenticating (the FF AA handshake). A pack that turns out to be locked against us -- wrong password,
+refused passkey, or a lock nobody configured ("Not paired", requests echoed, silence to reads but an answer
+to FF AA) -- goes to refused: one ERROR line saying what to set, and a new try only after minutes.
 """
 
 from __future__ import annotations
@@ -22,17 +28,21 @@ from reactivex.subject import Subject
 
 from btbattery.link.answers import AnswerWindow
 from btbattery.link.machine import (
+    AUTHENTICATING,
     BACKOFF,
     CONNECTING,
     IDLE,
+    PAIRING,
     POLLING,
+    REFUSED,
     SCANNING,
     SUBSCRIBING,
     Backoff,
     LinkTimeouts,
     build_machine,
 )
-from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading
+from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading, Secret
+from btbattery.protocol import jbd
 from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST, HARDWARE_REQUEST
 from btbattery.protocol.poll import PollDecoder
 
@@ -43,9 +53,35 @@ if TYPE_CHECKING:
     from bleak.backends.service import BleakGATTServiceCollection
     from reactivex.abc import SchedulerBase
 
+    from btbattery.link.agent import PairingAgent
     from btbattery.link.scanner import SharedScanner
 
 log = logging.getLogger(__name__)
+
+# What the user reads (log, D-Bus LinkState reason, doctor) when a lock stops a pack. The exact phrases
+# "needs a password (PASSWORD = ...)" and "needs pairing (PASSKEY = ...)" are the issue's contract.
+WHERE = "in the pack's own file (-p MAC:/path/pack.ini) or config.ini"
+NEEDS_PASSWORD = "needs a password (PASSWORD = ...)"
+NEEDS_PAIRING = "needs pairing (PASSKEY = ...)"
+LOCK_MESSAGES = {
+    "needs_password": f"{NEEDS_PASSWORD}: it answers the FF AA handshake but no reads; set PASSWORD to "
+    f"the JBD app's 6-character password {WHERE}",
+    "wrong_password": "password refused: the pack answered that PASSWORD is wrong; set the JBD app's "
+    f"password {WHERE}",
+    "app_key_refused": "the pack refused the FF AA app key; this module needs a handshake we do not know",
+    "not_paired": f"{NEEDS_PAIRING}: BlueZ says 'Not paired'; set PASSKEY (often the app's 6 digits) {WHERE}",
+    "echo": f"{NEEDS_PAIRING}: it echoes every request instead of answering; set PASSKEY (often the app's "
+    f"6 digits) {WHERE}",
+    "echo_bonded": "it echoes every request although BlueZ holds a bond: the bond was made without the "
+    "passkey; remove it (bluetoothctl remove MAC) so the service pairs again with PASSKEY",
+    "pairing_refused": f"pairing refused ({{error}}): check PASSKEY {WHERE}",
+}
+# Pair errors that mean "the passkey (or its absence) is wrong", not "the radio hiccuped" (src/device.c).
+PAIRING_REFUSALS = (
+    "org.bluez.Error.AuthenticationFailed",
+    "org.bluez.Error.AuthenticationRejected",
+    "org.bluez.Error.AuthenticationCanceled",
+)
 
 _UUID = "0000{}-0000-1000-8000-00805f9b34fb"
 # (notify, write) characteristic pairs, most common first: ff01/ff02, and fff1/fff2 on some units.
@@ -60,6 +96,14 @@ class LinkConfig:
     seed: int = 0  # jitter of the backoff, per pack
 
 
+@dataclass(frozen=True, slots=True)
+class PackLocks:
+    """What a locked pack needs from us: the FF AA ``password`` and the LE pairing ``passkey``."""
+
+    password: Secret | None = None
+    passkey: Secret | None = None
+
+
 class AdapterPort:
     """What the packs on one Bluetooth adapter share: the connect lock and the scan."""
 
@@ -70,10 +114,15 @@ class AdapterPort:
         # BlueZ takes one connection attempt at a time per adapter; a second fails with InProgress.
         self.connect_lock = asyncio.Lock()
         self.scanner = scanner or SharedScanner(adapter)
+        self.agent: PairingAgent | None = None  # set when any pack on the port has a PASSKEY
 
 
 class _LinkDown(Exception):
     """An activity gave up; the message is the reason the link backs off."""
+
+
+class _Refused(Exception):
+    """The pack is locked against us; the message says what the user must set."""
 
 
 class PackLink:
@@ -90,6 +139,7 @@ class PackLink:
     found: Callable[..., Coroutine[Any, Any, bool]]
     connected: Callable[..., Coroutine[Any, Any, bool]]
     subscribed: Callable[..., Coroutine[Any, Any, bool]]
+    refuse: Callable[..., Coroutine[Any, Any, bool]]
     fail: Callable[..., Coroutine[Any, Any, bool]]
     retry: Callable[..., Coroutine[Any, Any, bool]]
     halt: Callable[..., Coroutine[Any, Any, bool]]
@@ -101,6 +151,7 @@ class PackLink:
         port: AdapterPort,
         scheduler: SchedulerBase | None,
         config: LinkConfig | None = None,
+        locks: PackLocks | None = None,
     ) -> None:
         self.pack = pack
         self.address = address.upper()
@@ -109,8 +160,14 @@ class PackLink:
         self.config = config or LinkConfig()
         self.states: Subject[LinkEvent] = Subject()
         self.readings: Subject[PackReading] = Subject()
-        self.decoder = PollDecoder(pack, self.address, on_drop=self._on_drop)
+        self.decoder = PollDecoder(pack, self.address, on_drop=self._on_drop, on_handshake=self._on_handshake)
         self.connects = 0  # successful connections, for tests and logs
+        self.locks = locks or PackLocks()
+        self.pairings = 0  # bonds made by this link (not counting ones BlueZ already held)
+        self.lock_problem = ""  # what the last refusal said ("" while none): for doctor and tests
+        self._auth_answers: asyncio.Queue[jbd.AuthFrame | None] = asyncio.Queue(maxsize=4)
+        self._last_request = b""
+        self._echoes = 0
         self.last_reason = ""
         # 0x03 and 0x04 every poll interval: the rate at which an outage misses requests
         self.answers = AnswerWindow(request_interval=self.config.poll_interval / 2)
@@ -186,6 +243,12 @@ class PackLink:
         if self.state == BACKOFF:
             delay = self._machine.get_state(BACKOFF).timeout
             self._log(logging.INFO, "backing off %.1f s: %s", delay, reason)
+        elif self.state == REFUSED:
+            # One ERROR per kind of refusal: the retries every few minutes repeat it only at INFO.
+            level = logging.ERROR if reason != self.lock_problem else logging.INFO
+            self.lock_problem = reason
+            retry = self.config.timeouts.refused
+            self._log(level, "%s (next try in %.0f min)", reason, retry / 60)
         elif self.state == POLLING:
             self._log(
                 logging.INFO, "polling every %g s (connection %d)", self.config.poll_interval, self.connects
@@ -218,6 +281,8 @@ class PackLink:
             trigger, reason = await activity(self), ""
         except _LinkDown as exc:
             trigger, reason = "fail", str(exc)
+        except _Refused as exc:
+            trigger, reason = "refuse", str(exc)
         except Exception as exc:  # a bug or an unexpected bleak error: never leave the link stuck
             log.exception("pack %d %s [%s] unexpected error", self.pack, self.address, origin)
             trigger, reason = "fail", f"unexpected error: {_describe(exc)}"
@@ -252,7 +317,27 @@ class PackLink:
             raise _LinkDown(f"connect failed: {_describe(exc)}") from exc
         self._client = client
         self.connects += 1
-        return "connected"
+        return "pair" if self.locks.passkey is not None else "connected"
+
+    async def _pair(self) -> str:
+        """Make sure BlueZ holds a bond made with our passkey; pairs only when it does not."""
+        client, device, agent = self._client, self._device, self.port.agent
+        assert client is not None and device is not None and agent is not None
+        try:
+            await agent.register()  # again each time: bluetoothd forgets agents when it restarts
+            if await agent.is_paired(device.details["path"]):
+                return "paired"
+            self._log(logging.INFO, "pairing with the configured passkey")
+            await client.pair()
+        except Exception as exc:
+            error = getattr(exc, "dbus_error", "")
+            if error in PAIRING_REFUSALS:
+                short = error.rsplit(".", 1)[-1]
+                raise _Refused(LOCK_MESSAGES["pairing_refused"].format(error=short)) from exc
+            raise _LinkDown(f"pairing failed: {_describe(exc)}") from exc
+        self.pairings += 1
+        self._log(logging.INFO, "paired; BlueZ keeps the bond for the next connections")
+        return "paired"
 
     async def _subscribe(self) -> str:
         client = self._client
@@ -268,11 +353,44 @@ class PackLink:
         try:
             await client.start_notify(notify, self._on_notify)
         except Exception as exc:
+            if _not_paired(exc):
+                if self.locks.passkey is None:
+                    raise _Refused(LOCK_MESSAGES["not_paired"]) from exc
+                raise _LinkDown("the pack no longer knows our bond: pairing again") from exc
             raise _LinkDown(f"notify failed: {_describe(exc)}") from exc
         self._notify_char = notify
         self._timeouts_in_row = 0
+        self._echoes = 0
         self._fresh_connection = True
-        return "subscribed"
+        return "authenticate" if self.locks.password is not None else "subscribed"
+
+    async def _authenticate(self) -> str:
+        """The FF AA handshake the app does: app key, random byte, password mixed with our MAC and it.
+        Bounded by the state's timeout; the password leaves only inside the 0x18 frame."""
+        password = self.locks.password
+        assert password is not None
+        key = await self._handshake(jbd.app_key_request())
+        if key.answer == 0x02:  # the module says it has no password: nothing more to do
+            self._log(logging.INFO, "the pack has no password set; PASSWORD is not needed")
+            return "authenticated"
+        if key.answer != jbd.ANSWER_ACCEPTED:
+            raise _Refused(LOCK_MESSAGES["app_key_refused"] + f" ({key.meaning()})")
+        random_byte = (await self._handshake(jbd.random_request())).answer
+        verdict = await self._handshake(jbd.password_request(self.address, password.reveal(), random_byte))
+        if verdict.answer != jbd.ANSWER_ACCEPTED:
+            raise _Refused(LOCK_MESSAGES["wrong_password"])
+        return "authenticated"
+
+    async def _handshake(self, request: bytes) -> jbd.AuthFrame:
+        """Write one FF AA frame and wait (unbounded here) for the module's answer to that command."""
+        self._drain_auth_answers()
+        await self._write(request)
+        while True:
+            answer = await self._auth_answers.get()
+            if answer is None:  # our own bytes came back
+                raise _Refused(LOCK_MESSAGES["echo" if self.locks.passkey is None else "echo_bonded"])
+            if answer.command == request[2] and len(answer.data) == 1:
+                return answer
 
     async def _poll(self) -> str:
         """Poll every interval until the link dies (raises :class:`_LinkDown`)."""
@@ -299,17 +417,23 @@ class PackLink:
         if not await self._request(HARDWARE_REQUEST):
             self._timeouts_in_row = 0
 
-    async def _request(self, request: bytes) -> bool:
-        """Send one request and wait for a complete answer; False when it timed out."""
+    async def _write(self, request: bytes) -> None:
         client, char = self._client, self._write_char
         assert client is not None and char is not None
-        self._request_time = self._now()
-        self._answer.clear()
-        self.answers.sent(self._request_time)  # unanswered until the answer comes
+        self._last_request = request
         try:
             await client.write_gatt_char(char, request, response=self._write_response)
         except Exception as exc:
+            if _not_paired(exc) and self.locks.passkey is None:
+                raise _Refused(LOCK_MESSAGES["not_paired"]) from exc
             raise _LinkDown(f"write failed: {_describe(exc)}") from exc
+
+    async def _request(self, request: bytes) -> bool:
+        """Send one request and wait for a complete answer; False when it timed out."""
+        self._request_time = self._now()
+        self._answer.clear()
+        self.answers.sent(self._request_time)  # unanswered until the answer comes
+        await self._write(request)
         try:
             # asyncio.timeout, not wait_for: no extra task per request on a small CPU.
             async with asyncio.timeout(self.config.timeouts.request):
@@ -318,6 +442,8 @@ class PackLink:
             self._timeouts_in_row += 1
             self._flush()
             if self._timeouts_in_row >= self.config.timeouts.dead_after:
+                if self._fresh_connection:  # not one reading on this connection: is the pack locked?
+                    await self._diagnose_silence()
                 raise _LinkDown(f"{self._timeouts_in_row} poll timeouts in a row") from None
             self._log(logging.DEBUG, "no answer to 0x%02x (%d in a row)", request[2], self._timeouts_in_row)
             return False
@@ -325,10 +451,35 @@ class PackLink:
         self.answers.answered()
         return True
 
+    async def _diagnose_silence(self) -> None:
+        """A pack that never answered a read on this connection: say which lock it is, if any (raises
+        :class:`_Refused`); return when none shows."""
+        if self._echoes:
+            raise _Refused(LOCK_MESSAGES["echo" if self.locks.passkey is None else "echo_bonded"])
+        if self.locks.password is not None:
+            return  # the handshake was accepted; the silence is something else
+        # A locked module relays no DD A5 but answers the app key the official app always sends.
+        self._drain_auth_answers()
+        await self._write(jbd.app_key_request())
+        try:
+            async with asyncio.timeout(self.config.timeouts.request):
+                while (answer := await self._auth_answers.get()) is not None:
+                    if answer.command == jbd.AUTH_APP_KEY:
+                        raise _Refused(LOCK_MESSAGES["needs_password"])
+        except TimeoutError:
+            return
+        raise _Refused(LOCK_MESSAGES["echo"])  # the probe itself came back as an echo
+
+    def _drain_auth_answers(self) -> None:
+        while not self._auth_answers.empty():
+            self._auth_answers.get_nowait()
+
     _ACTIVITIES: ClassVar[dict[str, Callable[[PackLink], Coroutine[Any, Any, str]]]] = {
         SCANNING: _scan,
         CONNECTING: _connect,
+        PAIRING: _pair,
         SUBSCRIBING: _subscribe,
+        AUTHENTICATING: _authenticate,
         POLLING: _poll,
     }
 
@@ -336,6 +487,10 @@ class PackLink:
 
     def _on_notify(self, _sender: object, data: bytearray) -> None:
         # Hot path: no logging, no clock read (readings carry the time their request was sent).
+        if data == self._last_request:  # our own bytes back: a unit that wants a passkey bond
+            self._echoes += 1
+            self._on_handshake(None)
+            return
         assembler = self.decoder.assembler
         frames = assembler.frames
         for reading in self.decoder.feed(data, self._request_time):
@@ -343,10 +498,15 @@ class PackLink:
         if assembler.frames != frames:
             self._answer.set()
 
+    def _on_handshake(self, answer: jbd.AuthFrame | None) -> None:
+        """An FF AA answer (None: an echo) for whoever waits in the handshake or the lock probe."""
+        with contextlib.suppress(asyncio.QueueFull):  # nobody waiting: an old answer is worth nothing
+            self._auth_answers.put_nowait(answer)
+
     def _on_disconnected(self, client: BleakClient) -> None:
         if client is not self._client or self._closing:
             return
-        if self.state in (SUBSCRIBING, POLLING):
+        if self.state in (PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING):
             asyncio.get_running_loop().create_task(self.fail(origin=self.state, reason="link lost"))
 
     def _on_rssi(self, rssi: int) -> None:
@@ -398,6 +558,8 @@ class PackLink:
         # Not an activity: a teardown cut short by the backoff timeout could leave the pack connected.
         self._teardown_task = asyncio.get_running_loop().create_task(self._teardown())
 
+    on_enter_refused = on_enter_backoff
+
     def _now(self) -> float:
         assert self.scheduler is not None, "a link needs a scheduler before it starts"
         return self.scheduler.to_seconds(self.scheduler.now)
@@ -416,6 +578,11 @@ def _jbd_characteristics(
         if notify is not None and write is not None:
             return notify, write
     return None
+
+
+def _not_paired(exc: BaseException) -> bool:
+    """BlueZ's answer when the unit refused a GATT operation for want of a bond (src/gatt-client.c)."""
+    return getattr(exc, "dbus_error", "") == "org.bluez.Error.NotPermitted" and "paired" in str(exc).lower()
 
 
 async def _disconnect(client: BleakClient) -> None:

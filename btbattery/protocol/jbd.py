@@ -543,12 +543,12 @@ def check_password(address: str, password: str, random_byte: int, frame: AuthFra
 
 
 def redact(data: bytes) -> bytes:
-    """``data`` with the payload and checksum of a secret FF AA frame (0x16, 0x18, 0x1D) zeroed, so no
+    """``data`` with the payload and checksum of a secret FF AA request (0x16, 0x18, 0x1D) zeroed, so no
     log, recording or flight-recorder file carries what a password can be recomputed from. Anything else
     comes back unchanged (the same object: cheap on the hot path)."""
     if len(data) < AUTH_OVERHEAD or not is_auth_frame(data):
         return data
     command = AUTH_COMMANDS.get(data[2])
-    if command is None or not command.secret:
-        return data
+    if command is None or not command.secret or data[3] != command.request_len:
+        return data  # the module's one-byte answer ("accepted", "wrong password") is no secret
     return bytes(data[:4]) + bytes(len(data) - 4)

@@ -9,6 +9,9 @@ characteristic's ``Value``, 20 bytes at a time, paced like a BLE connection.
 It keeps real BlueZ's awkward habits because the link code must survive them: one ``Connect`` at a time
 per adapter (a second one fails with ``org.bluez.Error.InProgress``), discovery per D-Bus client, devices
 that only show up while somebody discovers and expire when unheard of, and an adapter that can vanish.
+Newer units' locks are modelled too: the FF AA password handshake (answered by the simulated pack), and
+LE pairing through ``AgentManager1`` / ``Device1.Pair`` calling the client's agent, a ``Paired`` bond that
+outlives connections, ``"Not paired"`` GATT errors and the echo variant (see :mod:`btbattery.sim.pairing`).
 Link faults (drop, drop mid-frame, silent, corrupt, truncate, delay, adapter loss) come from the
 scenario's timeline or from :meth:`FakeBluez.inject` / the ``Inject`` method of the control object for a
 fake in another process.
@@ -42,6 +45,20 @@ from dbus_fast.aio import MessageBus
 
 from btbattery.protocol import jbd
 from btbattery.sim.pack import PackParams, SimBank, SimPack
+from btbattery.sim.pairing import (
+    AGENT_IFACE,
+    AGENT_MANAGER_IFACE,
+    AGENT_MANAGER_PATH,
+    CAN_TYPE,
+    ERR_ALREADY_EXISTS,
+    ERR_AUTH_CANCELED,
+    ERR_AUTH_FAILED,
+    ERR_AUTH_REJECTED,
+    ERR_AUTH_TIMEOUT,
+    NOT_PAIRED,
+    REQUEST_TIMEOUT,
+    AgentRegistry,
+)
 from btbattery.sim.scenario import Fault, Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -108,6 +125,11 @@ class FakeStats:
     notifications: int = 0
     discovery_starts: int = 0
     expired_devices: int = 0  # device objects removed after device_expiry unheard
+    pair_calls: int = 0  # Device1.Pair calls
+    bonds: int = 0  # pairings that made a bond
+    passkey_requests: int = 0  # Agent1.RequestPasskey calls made
+    not_paired_errors: int = 0  # GATT calls refused with "Not paired"
+    echoes: int = 0  # writes echoed back by an unbonded echo-mode unit
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -140,6 +162,19 @@ class _Pack:
     responder: asyncio.Task[None] | None = None
     requests: asyncio.Queue[bytes] | None = None
     request_buf: bytearray = field(default_factory=bytearray)
+    paired: bool = False  # BlueZ holds a bond (kept across connections, like bluetoothd's storage)
+    mitm: bool = False  # the bond was made with a passkey (authenticated), not Just Works
+    bonding: bool = False
+
+    @property
+    def locked_gatt(self) -> bool:
+        """A "passkey" unit refuses GATT until an authenticated bond exists."""
+        return self.sim.params.pairing == "passkey" and not self.mitm
+
+    @property
+    def echoing(self) -> bool:
+        """An "echo" unit echoes every write until an authenticated bond exists."""
+        return self.sim.params.pairing == "echo" and not self.mitm
 
     @property
     def uuids(self) -> tuple[str, str, str]:
@@ -228,6 +263,7 @@ class FakeBluez:
         self._owns_bluez = False
         self._discoverers: set[str] = set()
         self._connecting: _Pack | None = None
+        self.agents = AgentRegistry()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._advertiser: asyncio.Task[None] | None = None
         self._waiters: list[tuple[Callable[[FakeBluez], bool], asyncio.Future[None]]] = []
@@ -371,8 +407,8 @@ class FakeBluez:
             "Name": Variant("s", pack.name),
             "Alias": Variant("s", pack.name),
             "Adapter": Variant("o", self.adapter_path),
-            "Paired": Variant("b", False),
-            "Bonded": Variant("b", False),
+            "Paired": Variant("b", pack.paired),
+            "Bonded": Variant("b", pack.paired),
             "Trusted": Variant("b", False),
             "Blocked": Variant("b", False),
             "LegacyPairing": Variant("b", False),
@@ -428,6 +464,11 @@ class FakeBluez:
             return
         self._adapter_present = True
         self._add_object(self.adapter_path, {ADAPTER_IFACE: self._adapter_props()})
+        self._add_object(AGENT_MANAGER_PATH, {AGENT_MANAGER_IFACE: {}})
+        for pack in self.packs:
+            if pack.paired:  # bluetoothd loads bonded devices from its storage: they exist unheard
+                pack.exported = True
+                self._add_object(pack.path, {DEVICE_IFACE: self._device_props(pack)})
         log.info("fake BlueZ owns %s with %d packs on %s", BLUEZ, len(self.packs), self.adapter)
         self._changed()
 
@@ -443,6 +484,7 @@ class FakeBluez:
         self._adapter_present = False
         self._discoverers.clear()
         self._owns_bluez = False
+        self.agents.clear()  # agents live in bluetoothd's memory; bonds live on in its storage
         if self._bus is not None and self._bus.connected:
             await self._bus.release_name(BLUEZ)
         log.info("fake BlueZ released %s", BLUEZ)
@@ -492,6 +534,7 @@ class FakeBluez:
             if (
                 pack.exported
                 and not pack.connected
+                and not pack.paired  # a bonded device is not temporary (src/device.c)
                 and pack.connect_task is None
                 and now - pack.last_seen > self.timing.device_expiry
             ):
@@ -521,6 +564,8 @@ class FakeBluez:
             if path.startswith("/org/bluez/"):
                 return Message.new_error(msg, ERR_UNKNOWN_OBJECT, f"no object {path}")
             return None
+        if interface == AGENT_MANAGER_IFACE and path == AGENT_MANAGER_PATH:
+            return self._agent_manager_call(msg)
         if interface == ADAPTER_IFACE:
             return self._adapter_call(msg)
         if interface == DEVICE_IFACE:
@@ -565,6 +610,7 @@ class FakeBluez:
             pack = self._pack_by_path(msg.body[0])
             if pack is not None and pack.exported and not pack.connected:
                 pack.exported = False
+                pack.paired = pack.mitm = False  # removing a device deletes its keys
                 self._remove_object(pack.path)
             return Message.new_method_return(msg)
         return None
@@ -579,6 +625,7 @@ class FakeBluez:
             self._stop_advertising()
 
     def _client_gone(self, name: str) -> None:
+        self.agents.gone(name)
         if name in self._discoverers:
             self._discoverers.discard(name)
             self._discovery_changed()
@@ -623,6 +670,9 @@ class FakeBluez:
         if msg.member == "Disconnect":
             self._spawn(self._disconnect(msg, pack))
             return True
+        if msg.member == "Pair":
+            self._spawn(self._pair(msg, pack))
+            return True
         return None
 
     def _connect_done(self, msg: Message, error: tuple[str, str] | None = None) -> None:
@@ -639,6 +689,7 @@ class FakeBluez:
                 return
             await asyncio.sleep(self.timing.connect_delay)
             pack.connected = True
+            pack.sim.new_session()  # a locked module wants the handshake on every connection
             pack.request_buf.clear()
             pack.requests = asyncio.Queue()
             pack.responder = self._spawn(self._respond(pack))
@@ -709,6 +760,9 @@ class FakeBluez:
         if pack is None or not pack.connected:
             return Message.new_error(msg, ERR_NOT_CONNECTED, "Not connected")
         path = msg.path or ""
+        if pack.locked_gatt and _needs_att_response(msg):
+            self.stats.not_paired_errors += 1
+            return Message.new_error(msg, *NOT_PAIRED)
         if msg.member == "ReadValue":
             return Message.new_method_return(msg, "ay", [self._objects[path][CHAR_IFACE]["Value"].value])
         if msg.member == "StartNotify" and path == pack.notify_path:
@@ -720,7 +774,10 @@ class FakeBluez:
             self._set(path, CHAR_IFACE, Notifying=Variant("b", False))
             return Message.new_method_return(msg)
         if msg.member == "WriteValue" and path == pack.write_path:
-            self._received(pack, bytes(msg.body[0]))
+            if pack.echoing:
+                self._spawn(self._echo(pack, bytes(msg.body[0])))
+            elif not pack.locked_gatt:  # a locked unit drops a write command (it has no ATT answer)
+                self._received(pack, bytes(msg.body[0]))
             return Message.new_method_return(msg)
         return Message.new_error(msg, "org.bluez.Error.NotSupported", f"{msg.member} not supported on {path}")
 
@@ -729,14 +786,15 @@ class FakeBluez:
         buf = pack.request_buf
         buf += data
         while buf:
-            start = buf.find(jbd.START)
+            start = _request_start(buf)
             if start < 0:
                 buf.clear()
                 return
             del buf[:start]
-            if len(buf) < 4 or len(buf) < buf[3] + jbd.OVERHEAD:
+            overhead = jbd.AUTH_OVERHEAD if buf[0] == jbd.AUTH_START[0] else jbd.OVERHEAD
+            if len(buf) < 4 or len(buf) < buf[3] + overhead:
                 return
-            size = buf[3] + jbd.OVERHEAD
+            size = buf[3] + overhead
             request = bytes(buf[:size])
             del buf[:size]
             self.stats.requests += 1
@@ -782,6 +840,97 @@ class FakeBluez:
             frame = b"".join(chunks)
             chunks = jbd.split_notifications(frame[: max(4, len(frame) * 2 // 3)])
         return chunks
+
+    # ----- pairing (see btbattery.sim.pairing for BlueZ's rules) ----------------------------------
+
+    def _agent_manager_call(self, msg: Message) -> Message | None:
+        sender = msg.sender or ""
+        if msg.member == "RegisterAgent":
+            error = self.agents.register(sender, str(msg.body[0]), str(msg.body[1]))
+        elif msg.member == "RequestDefaultAgent":
+            error = self.agents.request_default(sender, str(msg.body[0]))
+        elif msg.member == "UnregisterAgent":
+            error = self.agents.unregister(sender, str(msg.body[0]))
+        else:
+            return None
+        return Message.new_method_return(msg) if error is None else Message.new_error(msg, *error)
+
+    async def _pair(self, msg: Message, pack: _Pack) -> None:
+        self.stats.pair_calls += 1
+        if pack.bonding:
+            self._reply(msg, (ERR_IN_PROGRESS, "In Progress"))
+            return
+        if pack.paired:
+            self._reply(msg, (ERR_ALREADY_EXISTS, "Already Exists"))
+            return
+        if not pack.connected:
+            # Real BlueZ would connect first; the link always pairs a connected device, so this fake
+            # does not model that path and says so instead of pretending.
+            self._reply(msg, (ERR_NOT_CONNECTED, "Pair on an unconnected device is not simulated"))
+            return
+        pack.bonding = True
+        try:
+            error = await self._bond(msg.sender or "", pack)
+        finally:
+            pack.bonding = False
+        self._reply(msg, error)
+
+    async def _bond(self, caller: str, pack: _Pack) -> tuple[str, str] | None:
+        kind = pack.sim.params.pairing
+        agent = self.agents.for_pairing(caller)
+        if kind == "none" or agent is None or agent.capability not in CAN_TYPE:
+            # Just Works. A unit that insists on an authenticated (MITM) bond fails SMP with
+            # "Authentication Requirements", which bluetoothd reports as AuthenticationFailed.
+            if kind == "passkey":
+                return ERR_AUTH_FAILED, "Authentication Failed"
+            self._bonded(pack, mitm=False)
+            return None
+        assert self._bus is not None
+        self.stats.passkey_requests += 1
+        request = Message(
+            destination=agent.owner,
+            path=agent.path,
+            interface=AGENT_IFACE,
+            member="RequestPasskey",
+            signature="o",
+            body=[pack.path],
+        )
+        try:
+            reply = await asyncio.wait_for(self._bus.call(request), REQUEST_TIMEOUT)
+        except TimeoutError:
+            self._bus.send(
+                Message(destination=agent.owner, path=agent.path, interface=AGENT_IFACE, member="Cancel")
+            )
+            return ERR_AUTH_TIMEOUT, "Authentication Timeout"
+        if reply.message_type == MessageType.ERROR:
+            if reply.error_name == "org.bluez.Error.Canceled":
+                return ERR_AUTH_CANCELED, "Authentication Canceled"
+            return ERR_AUTH_REJECTED, "Authentication Rejected"
+        if reply.body[0] != pack.sim.params.passkey:
+            return ERR_AUTH_FAILED, "Authentication Failed"
+        self._bonded(pack, mitm=True)
+        return None
+
+    def _bonded(self, pack: _Pack, mitm: bool) -> None:
+        pack.paired, pack.mitm = True, mitm
+        self.stats.bonds += 1
+        self._set(pack.path, DEVICE_IFACE, Paired=Variant("b", True), Bonded=Variant("b", True))
+        log.info("pack %d (%s) bonded (%s)", pack.number, pack.address, "passkey" if mitm else "just works")
+
+    def forget_bond(self, pack: int) -> None:
+        """BlueZ loses pack ``pack``'s bond (keys removed, storage lost): the next link must pair again."""
+        target = self.packs[pack - 1]
+        target.paired = target.mitm = False
+        self._set(target.path, DEVICE_IFACE, Paired=Variant("b", False), Bonded=Variant("b", False))
+
+    async def _echo(self, pack: _Pack, data: bytes) -> None:
+        """esphome-jbd-bms #245: after a Just Works bond (or none) such a unit sends every written frame
+        back on the notify characteristic byte for byte, and nothing else."""
+        self.stats.echoes += 1
+        await asyncio.sleep(self.timing.response_delay)
+        if pack.connected and pack.notifying:
+            self._set(pack.notify_path, CHAR_IFACE, Value=Variant("ay", data))
+            self.stats.notifications += 1
 
     # ----- physics and timeline ------------------------------------------------------------------
 
@@ -847,6 +996,25 @@ class FakeBluez:
                 body=body,
             )
         )
+
+
+def _request_start(buf: bytearray) -> int:
+    """Where the next request frame starts: a DD read/write or an FF AA handshake frame (-1: none)."""
+    starts = [i for i in (buf.find(jbd.START), buf.find(jbd.AUTH_START)) if i >= 0]
+    return min(starts, default=-1)
+
+
+def _needs_att_response(msg: Message) -> bool:
+    """GATT calls that wait for an ATT answer, so that an unpaired unit can refuse them: ReadValue,
+    StartNotify (the CCCD write) and WriteValue of type "request" (src/gatt-client.c). A write command
+    returns at once whatever the unit thinks of it."""
+    if msg.member in ("ReadValue", "StartNotify"):
+        return True
+    if msg.member != "WriteValue":
+        return False
+    options = msg.body[1] if len(msg.body) > 1 else {}
+    kind = options.get("type")
+    return (kind.value if isinstance(kind, Variant) else kind or "request") == "request"
 
 
 def resize_scenario(scenario: Scenario, packs: int | None) -> Scenario:

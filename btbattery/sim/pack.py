@@ -132,7 +132,16 @@ class PackParams:
     balance_start_v: float = 3.40
     balance_delta_v: float = 0.015
     balance_current_a: float = 0.06
+    # Locks of newer Bluetooth modules (../shared/reference/jbd-auth.md). ``password``: the FF AA handshake
+    # password; DD A5 requests go unanswered until it is given. ``pairing``: "none", "passkey" (GATT refused
+    # with "Not paired" until a passkey bond exists) or "echo" (every write comes back as its own echo
+    # until a passkey bond exists, esphome-jbd-bms #245); ``passkey`` is the one such a unit wants.
+    password: str | None = None
+    pairing: str = "none"
+    passkey: int | None = None
 
+
+PAIRING_KINDS = ("none", "passkey", "echo")
 
 # Changes that are not plain parameters: they act on the state.
 STATE_CHANGES = ("soc", "temperature_c", "cell_soc")
@@ -166,6 +175,16 @@ class SimPack:
         self._info: BasicInfo
         self._cells: CellVoltages
         self._measure()
+        # The handshake's random bytes come from their own stream, so a lock does not change the physics.
+        self._auth_rng = random.Random(seed * 1_000_003 + zlib.crc32(params.address.encode()) + 1)
+        self._random: int | None = None
+        self.unlocked = params.password is None
+        self.handshakes = 0  # 0x18 frames answered, right or wrong
+
+    def new_session(self) -> None:
+        """A new BLE connection: a locked module wants the handshake again."""
+        self.unlocked = self.params.password is None
+        self._random = None
 
     def _make_cell(self, params: PackParams) -> _Cell:
         capacity = params.capacity_ah * (1 + self._rng.gauss(0, 0.005))
@@ -362,8 +381,13 @@ class SimPack:
         return HardwareInfo(self.params.model)
 
     def respond(self, request: bytes) -> bytes | None:
-        """The full response frame to a read of 0x03, 0x04 or 0x05; None for anything else (as a BMS
-        that ignores what it does not understand)."""
+        """The full response frame to a read of 0x03, 0x04 or 0x05, or to an FF AA handshake frame; None for
+        anything else (as a BMS that ignores what it does not understand) and for every read while the
+        module is locked (users report silence: BMS_BLE-HA #41)."""
+        if jbd.is_auth_frame(request):
+            return self._handshake(request)
+        if not self.unlocked:
+            return None
         try:
             op, register, _ = jbd.parse_request(request)
         except jbd.JbdError:
@@ -377,6 +401,32 @@ class SimPack:
         if register == jbd.REG_HARDWARE:
             return jbd.encode_hardware(self.hardware())
         return None
+
+    def _handshake(self, request: bytes) -> bytes | None:
+        """Answer FF AA frames like the captured modules; a module without a password ignores them."""
+        password = self.params.password
+        if password is None:
+            return None
+        try:
+            frame = jbd.parse_auth(request)
+        except jbd.JbdError:
+            return None
+        if frame.command == jbd.AUTH_APP_KEY:
+            return jbd.auth_answer(frame.command, 0 if frame.data == jbd.APP_KEY else 1)
+        if frame.command == jbd.AUTH_RANDOM:
+            self._random = self._auth_rng.randrange(256)
+            return jbd.auth_answer(frame.command, self._random)
+        if frame.command == jbd.AUTH_PASSWORD:
+            self.handshakes += 1
+            right = self._random is not None and jbd.check_password(
+                self.params.address, password, self._random, frame
+            )
+            self.unlocked = self.unlocked or right
+            return jbd.auth_answer(frame.command, 0 if right else 1)
+        if frame.command == jbd.AUTH_ROOT_PASSWORD and self._random is not None:
+            right = frame.data == jbd.mix_password(self.params.address, jbd.ROOT_PASSWORD, self._random)
+            return jbd.auth_answer(frame.command, 0 if right else 1)
+        return None  # 0x16 (change password) and unknown commands: this simulator never changes its password
 
     def notifications(self, request: bytes) -> list[bytes]:
         """The answer to ``request`` as 20-byte BLE notifications (empty when there is no answer)."""

@@ -7,7 +7,12 @@ A scenario is JSON::
      "packs": [{"address": "A4:C1:37:00:00:01", "soc": 62}, ...],
      "load": [{"duration": 120, "current": 60}, {"duration": 60, "current": -80}],   # repeats cyclically
      "faults": [{"at": 30, "pack": 2, "kind": "drop", "duration": 40}],
-     "changes": [{"at": 90, "pack": 3, "set": {"resistance_ohm": 0.06}}]}
+     "changes": [{"at": 90, "pack": 3, "set": {"resistance_ohm": 0.06}}],
+     "pack_files": {"2": {"PASSWORD": "123456"}}}                # what the service's per-pack files say
+
+A pack may be locked like newer units: ``"password": "123456"`` (FF AA handshake), ``"pairing": "passkey"``
+or ``"echo"`` with ``"passkey": 123456``. ``pack_files`` are the per-pack config files the demo starts the
+service with (pack number -> keys), so a scenario can show a right, a wrong and a missing secret.
 
 Built-in names ("default", "dropout", "imbalance", "weak3") are files in ``btbattery/sim/scenarios/``; any
 other argument is read as a path. Every error names the file and the key that is wrong.
@@ -23,7 +28,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from btbattery.sim.pack import STATE_CHANGES, PackParams, SimBank, SimPack
+from btbattery.protocol.jbd import valid_password
+from btbattery.sim.pack import PAIRING_KINDS, STATE_CHANGES, PackParams, SimBank, SimPack
 
 FAULT_KINDS = ("drop", "drop_midframe", "silent", "corrupt", "truncate", "delay", "adapter_loss")
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -74,6 +80,7 @@ class Scenario:
     seed: int = 0
     duration: float = 300.0  # s, how long record/demo run it unless told otherwise
     description: str = ""
+    pack_files: dict[int, dict[str, str]] = field(default_factory=dict)  # pack -> config keys
 
     def bank_current(self, t: float) -> float:
         """Bank current (A) the load profile asks for at ``t`` seconds; the profile repeats."""
@@ -176,6 +183,7 @@ class _Parser:
 
     def scenario(self, doc: object) -> Scenario:
         keys = {"name", "description", "seed", "poll_interval", "duration", "defaults", "packs", "load"}
+        keys |= {"pack_files"}
         doc = self.obj(doc, "", keys | {"faults", "changes"})
         defaults = self.obj(doc.get("defaults", {}), "defaults", set(_PARAM_TYPES) - {"address"})
         packs = [
@@ -210,7 +218,17 @@ class _Parser:
             seed=self.integer(doc.get("seed", 0), "seed", 0, 2**31),
             duration=self.number(doc.get("duration", 300.0), "duration", 0),
             description=str(doc.get("description", "")),
+            pack_files=self.pack_files(doc.get("pack_files", {}), len(packs)),
         )
+
+    def pack_files(self, raw: object, pack_count: int) -> dict[int, dict[str, str]]:
+        files = self.obj(raw, "pack_files", {str(n) for n in range(1, pack_count + 1)})
+        out: dict[int, dict[str, str]] = {}
+        for number, keys in files.items():
+            if not isinstance(keys, dict) or not all(isinstance(v, str | int) for v in keys.values()):
+                raise self.fail(f"pack_files.{number}", "expected an object of KEY: value")
+            out[int(number)] = {str(k): str(v) for k, v in keys.items()}
+        return out
 
     def pack(self, raw: object, key: str, defaults: dict[str, object], index: int) -> PackParams:
         raw = self.obj(raw, key, set(_PARAM_TYPES))
@@ -231,6 +249,16 @@ class _Parser:
             return value.upper()
         if name == "cell_count":
             return self.integer(value, key, 1, 32)
+        if name == "password":
+            if value is not None and not (isinstance(value, str) and valid_password(value)):
+                raise self.fail(key, "expected 6 ASCII letters or digits, or null")
+            return value
+        if name == "passkey":
+            return None if value is None else self.integer(value, key, 0, 999_999)
+        if name == "pairing":
+            if value not in PAIRING_KINDS:
+                raise self.fail(key, f"expected one of {', '.join(PAIRING_KINDS)}, got {value!r}")
+            return value
         if name == "ntc_count":
             return self.integer(value, key, 0, 8)
         if name == "soc":

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -36,6 +37,7 @@ class SimulatedStack:
     addresses: list[str] = field(default_factory=list)
     bluez: asyncio.subprocess.Process | None = None
     service: asyncio.subprocess.Process | None = None
+    pack_dir: tempfile.TemporaryDirectory[str] | None = None  # the scenario's per-pack files
 
     @property
     def session_address(self) -> str:
@@ -74,7 +76,29 @@ class SimulatedStack:
         self.addresses = _addresses_from_ready_line(line.decode())
 
     def service_command(self) -> list[str]:
-        return [sys.executable, "-m", "btbattery", "-p", *self.addresses, *self.service_args]
+        return [sys.executable, "-m", "btbattery", "-p", *self._pack_arguments(), *self.service_args]
+
+    def _pack_arguments(self) -> list[str]:
+        """``MAC`` per pack, or ``MAC:/path/packN.ini`` when the scenario gives that pack a config file
+        (its ``pack_files``: how the locked scenario hands the service a password and a passkey)."""
+        from btbattery.sim.scenario import load_scenario
+
+        files = load_scenario(self.scenario).pack_files
+        if not files:
+            return list(self.addresses)
+        if self.pack_dir is None:
+            self.pack_dir = tempfile.TemporaryDirectory(prefix="btbattery-packs-")
+        out = []
+        for number, address in enumerate(self.addresses, start=1):
+            keys = files.get(number)
+            if keys is None:
+                out.append(address)
+                continue
+            path = Path(self.pack_dir.name) / f"pack{number}.ini"
+            path.touch(mode=0o600)
+            path.write_text("".join(f"{key} = {value}\n" for key, value in keys.items()), encoding="utf-8")
+            out.append(f"{address}:{path}")
+        return out
 
     def service_env(self) -> dict[str, str]:
         env = bus_env(system=self.system.address, session=self.session.address)
@@ -105,6 +129,9 @@ class SimulatedStack:
             await _terminate(bluez, 5.0)
         self.session.stop()
         self.system.stop()
+        if self.pack_dir is not None:
+            self.pack_dir.cleanup()
+            self.pack_dir = None
 
 
 def _child_env() -> dict[str, str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from btbattery.link.machine import Backoff, LinkTimeouts
 from btbattery.link.manager import LinkManager
+from btbattery.link.pack_link import PackLocks
 from btbattery.model import LinkEvent, LinkState, PackReading
 from btbattery.sim.bluez import FakeBluez, Timing
 from btbattery.sim.scenario import Fault, Scenario, load_scenario
@@ -116,11 +117,14 @@ class LinkRig:
         variants: dict[int, str] | None = None,
         timeouts: LinkTimeouts = FAST_LINK,
         faults: list[Fault] | None = None,
+        bank: Scenario | None = None,
+        locks: dict[int, PackLocks] | None = None,
     ) -> None:
-        bank = dataclasses.replace(scenario(packs), faults=faults or [])
+        bank = dataclasses.replace(bank or scenario(packs), faults=faults or [])
         self.fake = FakeBluez(bank, timing=timing, variants=variants, scripted_faults=bool(faults))
         self.poll = poll
         self.timeouts = timeouts
+        self.locks = locks
         self.rec = Recorder()
         self.manager: LinkManager | None = None
 
@@ -136,6 +140,7 @@ class LinkRig:
             timeouts=self.timeouts,
             backoff=FAST_BACKOFF,
             seed=7,
+            locks=self.locks,
         )
         self.manager.states.subscribe(self.rec.on_event)
         self.manager.readings.subscribe(self.rec.on_reading)

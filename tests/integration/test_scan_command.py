@@ -37,12 +37,12 @@ async def test_scan_json_lists_the_packs(system_bus: str) -> None:
         for pack in fake.packs:
             item = found[pack.address]
             assert list(item) == [
-                "address", "name", "rssi", "jbd", "evidence", "maker", "connected", "connectable"
+                "address", "name", "rssi", "jbd", "evidence", "maker", "connected", "connectable", "paired"
             ]  # fmt: skip
             assert item["name"] == pack.name and item["jbd"] is True
             assert -100 < item["rssi"] < 0
             assert item["evidence"] == ["service ff00", "name JBD-*", "address block A4:C1:37"]
-            assert item["connectable"] is True and item["connected"] is False
+            assert item["connectable"] is True and item["connected"] is False and item["paired"] is False
         assert fake.stats.discovery_starts == 1
 
 
@@ -106,6 +106,19 @@ async def test_scan_lists_a_pack_held_by_another_program_as_connected(system_bus
         assert held["connected"] is True and held["connectable"] is False and held["rssi"] is None
         assert held["jbd"] is True  # known from BlueZ's device list although it does not advertise
         assert free["connected"] is False and free["connectable"] is True
+
+
+async def test_scan_shows_which_units_are_paired(system_bus: str) -> None:
+    async with FakeBluez(scenario(3), timing=FAST_RADIO, scripted_faults=False) as fake:
+        fake.packs[1].paired = True  # as after a pairing: BlueZ keeps the bond in its storage
+        code, out, err = await _run(sys.executable, "-m", "btbattery", "scan", "--timeout", "1", "--json")
+        assert code == 0, err
+        paired = {item["address"]: item["paired"] for item in json.loads(out)}
+        assert paired == {p.address: p.number == 2 for p in fake.packs}
+        code, out, err = await _run(sys.executable, "-m", "btbattery", "scan", "--timeout", "1")
+        assert code == 0, err
+        rows = {line.split()[0]: line.split()[3] for line in out.splitlines() if line[:2] == "A4"}
+        assert rows == {p.address: "free,paired" if p.number == 2 else "free" for p in fake.packs}
 
 
 async def test_top_level_scan_py_prints_a_table(system_bus: str) -> None:

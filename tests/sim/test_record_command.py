@@ -137,3 +137,24 @@ def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path, capsys
     target = tmp_path / "no-such-dir" / "x.jsonl"
     assert cli_main(["record", "--duration", "2", "--out", str(target)]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_locked_packs_are_recorded_with_the_handshake_redacted(tmp_path: Path) -> None:
+    from btbattery.sim.scenario import load_scenario
+
+    scenario = load_scenario("locked")
+    out = record(tmp_path, "locked", "--duration", "6")
+    text = out.read_text(encoding="utf-8")
+    readings, drops = readings_and_drops(out)
+    unlocked, configured, echo, unconfigured = (p.address for p in scenario.packs)
+    # The pack whose password the scenario's pack file gives answers after the handshake; the one
+    # nobody gave a password to stays silent (the echo unit's lock lives in BlueZ, not in recordings).
+    assert readings[unlocked] and readings[configured] and readings[echo]
+    assert not readings[unconfigured]
+    assert not any(drops.values())
+    _, events = read_recording(out)
+    sent = [e.data for e in events if isinstance(e, Traffic) and e.pack == configured and e.direction == "tx"]
+    (password_frame,) = [d for d in sent if d[:3] == b"\xff\xaa\x18"]
+    assert password_frame == bytes.fromhex("ffaa1806") + bytes(7)
+    password = scenario.pack_files[2]["PASSWORD"]
+    assert password not in text and password.encode().hex() not in text

@@ -370,3 +370,54 @@ def test_a_disconnect_band_outside_the_cell_limits_is_narrowed_with_a_warning(
         len(warnings) == 2
         and "BLOCK_ON_DISCONNECT_VOLTAGE_MIN = 2.5 lies outside MIN_CELL_VOLTAGE" in warnings[0]
     )
+
+
+# ---- locks: PASSWORD and PASSKEY, per pack or for all, never echoed ----
+
+
+def test_password_and_passkey_per_pack_override_the_global_ones(tmp_path: Path) -> None:
+    own = write(tmp_path / "p1.ini", "PASSWORD = abc123\nPASSKEY = 012345\n")
+    config = load_text(tmp_path, "PASSWORD = 123456\n", pack_args=[f"{MAC1}:{own}", MAC2])
+    first, second = config.packs  # type: ignore[attr-defined]
+    assert first.password.reveal() == "abc123" and first.passkey.reveal() == "12345"
+    assert second.password.reveal() == "123456" and second.passkey is None
+    # Nothing a log line or a traceback prints shows them.
+    for text in (repr(config), str(config), repr(first), f"{first.password}"):
+        assert "abc123" not in text and "123456" not in text and "12345" not in text
+
+
+def test_no_lock_by_default() -> None:
+    config = default_config()
+    assert config.password is None and config.passkey is None
+    assert config.pack_spec(1, MAC1).password is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("PASSWORD", "12345"),
+        ("PASSWORD", "1234567"),
+        ("PASSWORD", "abc12!"),
+        ("PASSWORD", "pässw0"),
+        ("PASSKEY", "1000000"),
+        ("PASSKEY", "-12345"),
+        ("PASSKEY", "12a456"),
+        ("PASSKEY", "１２３４５６"),  # full-width digits: str.isdigit() alone would accept them
+    ],
+)
+@pytest.mark.parametrize("where", ["config", "pack file"])
+def test_bad_secret_is_named_by_file_and_key_never_by_value(
+    tmp_path: Path, key: str, value: str, where: str
+) -> None:
+    if where == "config":
+        with pytest.raises(ConfigError) as err:
+            load_text(tmp_path, f"{key} = {value}\n")
+        assert "config.ini: " + key in str(err.value)
+    else:
+        pack_file = write(tmp_path / "pack7.ini", f"{key} = {value}\n")
+        with pytest.raises(ConfigError) as err:
+            load_text(tmp_path, "", pack_args=[f"{MAC1}:{pack_file}"])
+        assert "pack7.ini: " + key in str(err.value)
+    message = str(err.value)
+    assert value not in message and value.strip("-") not in message
+    assert "accepted:" in message

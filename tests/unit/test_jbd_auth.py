@@ -80,6 +80,8 @@ def test_redact_leaves_other_traffic_alone(command: int, data: bytes) -> None:
     frame = jbd.build_auth(command, data)
     assert jbd.redact(frame) is frame
     assert jbd.redact(jbd.BASIC_INFO_REQUEST) is jbd.BASIC_INFO_REQUEST
+    for answer in (jbd.auth_answer(jbd.AUTH_PASSWORD, 1), jbd.auth_answer(jbd.AUTH_ROOT_PASSWORD, 0)):
+        assert jbd.redact(answer) is answer  # "wrong password" is worth seeing in a recording
 
 
 @given(st.integers(0, 255), st.binary(max_size=32))

@@ -92,7 +92,7 @@ def _dest(trigger: str, source: str) -> str | None:
 def test_failure_from_any_working_state_backs_off_and_stop_always_reaches_idle() -> None:
     for state in ACTIVE_STATES:
         assert _dest("fail", state) == BACKOFF
-    for state in [*ACTIVE_STATES, BACKOFF]:
+    for state in [*ACTIVE_STATES, BACKOFF, "refused"]:
         assert _dest("halt", state) == IDLE
     assert _dest("retry", BACKOFF) == SCANNING  # never straight back to a cached device
     assert _dest("fail", IDLE) is None and _dest("fail", BACKOFF) is None
@@ -100,16 +100,31 @@ def test_failure_from_any_working_state_backs_off_and_stop_always_reaches_idle()
 
 def test_timed_states_have_a_timeout_handler() -> None:
     timed = {s["name"] for s in STATES if "timeout" in s}
-    assert timed == {"scanning", "connecting", "subscribing", "backoff"}
-    resolved = machine.state_table(LinkTimeouts(scan=7, connect_wait=9, subscribe=4), Backoff(initial=3))
+    locks = {"pairing", "authenticating", "refused"}
+    assert timed == {"scanning", "connecting", "subscribing", "backoff"} | locks
+    timeouts = LinkTimeouts(scan=7, connect_wait=9, subscribe=4, pair=61, authenticate=8, refused=240)
+    resolved = machine.state_table(timeouts, Backoff(initial=3))
     assert {s["name"]: s.get("timeout") for s in resolved} == {
         "idle": None,
         "scanning": 7,
         "connecting": 9,
+        "pairing": 61,
         "subscribing": 4,
+        "authenticating": 8,
         "polling": None,
         "backoff": 3,
+        "refused": 240,
     }
+
+
+def test_a_locked_pack_is_retried_only_after_minutes_and_can_always_stop() -> None:
+    from btbattery.link.machine import LOCK_STATES, REFUSED
+
+    assert LinkTimeouts().refused >= 120  # never a tight loop against a pack that refuses us
+    for state in LOCK_STATES:
+        assert _dest("refuse", state) == REFUSED
+    assert _dest("refuse", SCANNING) is None and _dest("refuse", BACKOFF) is None
+    assert _dest("retry", REFUSED) == SCANNING and _dest("halt", REFUSED) == IDLE
 
 
 class _Model:

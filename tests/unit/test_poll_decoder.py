@@ -75,3 +75,20 @@ def test_a_corrupt_answer_costs_only_that_reading() -> None:
     assert decoder.drops["checksum"] == 1
     readings = feed(decoder, F03, 2.0) + feed(decoder, F04, 2.1)
     assert [r.time for r in readings] == [2.1]
+
+
+def test_handshake_answers_go_aside_and_do_not_disturb_a_poll() -> None:
+    answers: list[jbd.AuthFrame] = []
+    decoder = PollDecoder(2, ADDRESS, on_handshake=answers.append)
+    chunks = jbd.split_notifications(F03)
+    # An FF AA answer arriving between two notifications of a 0x03 frame is taken whole, not as garbage.
+    assert decoder.feed(chunks[0], 1.0) == []
+    assert decoder.feed(jbd.auth_answer(jbd.AUTH_RANDOM, 0x5A), 1.0) == []
+    for chunk in chunks[1:]:
+        decoder.feed(chunk, 1.0)
+    (reading,) = feed(decoder, F04, 1.1)
+    assert reading.info == INFO and answers == [jbd.AuthFrame(jbd.AUTH_RANDOM, b"\x5a")]
+    assert not decoder.drops
+    # Something that only starts like one is left to the assembler (here: garbage it throws away).
+    assert decoder.feed(b"\xff\xaa\x17\x01", 2.0) == []
+    assert answers[1:] == [] and decoder.drops["garbage"] == 1
