@@ -168,6 +168,7 @@ class PackLink:
         self._auth_answers: asyncio.Queue[jbd.AuthFrame | None] = asyncio.Queue(maxsize=4)
         self._last_request = b""
         self._echoes = 0
+        self._warned_no_lock = False
         self.last_reason = ""
         # 0x03 and 0x04 every poll interval: the rate at which an outage misses requests
         self.answers = AnswerWindow(request_interval=self.config.poll_interval / 2)
@@ -369,7 +370,16 @@ class PackLink:
         Bounded by the state's timeout; the password leaves only inside the 0x18 frame."""
         password = self.locks.password
         assert password is not None
-        key = await self._handshake(jbd.app_key_request())
+        try:
+            async with asyncio.timeout(self.config.timeouts.request):
+                key = await self._handshake(jbd.app_key_request())
+        except TimeoutError:
+            # An older module ignores FF AA altogether: it has no password lock, so a PASSWORD set for it
+            # must not keep it from polling. (Locked modules answered in 18-60 ms in the captures.)
+            level = logging.INFO if self._warned_no_lock else logging.WARNING
+            self._warned_no_lock = True
+            self._log(level, "PASSWORD is set but the pack ignores the FF AA handshake: polling without it")
+            return "authenticated"
         if key.answer == 0x02:  # the module says it has no password: nothing more to do
             self._log(logging.INFO, "the pack has no password set; PASSWORD is not needed")
             return "authenticated"

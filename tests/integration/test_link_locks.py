@@ -204,3 +204,16 @@ async def test_check_locks_names_the_lock_for_doctor() -> None:
         assert ok.state == LinkState.POLLING and ok.problem == ""
         assert (await check_locks(plain, timeouts=FAST_LINK, timeout=20.0)).state == LinkState.POLLING
         assert fake.connected() == []  # it lets go of the pack every time
+
+
+async def test_password_set_for_an_unlocked_pack_does_not_keep_it_from_polling(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig = LinkRig(packs=2, locks={2: PackLocks(password=Secret(PASSWORD))})  # pack 2 has no lock
+    async with rig:
+        await rig.rec.readings_after(2, 2, since=0, timeout=15.0)
+        assert rig.rec.states_of(2)[3:5] == [LinkState.AUTHENTICATING, LinkState.POLLING]
+    ours = [r for r in caplog.records if r.name.startswith("btbattery")]
+    warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "ignores the FF AA handshake" in warnings[0]
