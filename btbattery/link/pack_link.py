@@ -451,6 +451,8 @@ class PackLink:
         except TimeoutError:
             self._timeouts_in_row += 1
             self._flush()
+            if self._echoes and self._fresh_connection:  # our own bytes came back: no need to wait more
+                await self._diagnose_silence()
             if self._timeouts_in_row >= self.config.timeouts.dead_after:
                 if self._fresh_connection:  # not one reading on this connection: is the pack locked?
                     await self._diagnose_silence()
