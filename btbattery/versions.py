@@ -70,11 +70,11 @@ def package_info(name: str, module_name: str, app: Path = APP_DIR) -> dict[str, 
 
 def import_problems(skip: tuple[str, ...] = OFF_DEVICE) -> list[str]:
     """Import every module of the program and the packages it runs on, as the service would; one line per
-    failure, naming the module that could not be imported and the one that asked for it. The installer
-    runs this before it replaces anything."""
+    missing module (naming the first import that needed it) or broken module. The installer runs this before
+    it replaces anything."""
     import btbattery
 
-    problems: list[str] = []
+    problems: dict[str, str] = {}  # one line per missing module, however many modules need it
     names = [info.name for info in pkgutil.walk_packages(btbattery.__path__, "btbattery.")]
     for name in [*PACKAGES.values(), *SERVICE_EXTRAS, *names]:
         if name in skip:
@@ -82,10 +82,10 @@ def import_problems(skip: tuple[str, ...] = OFF_DEVICE) -> list[str]:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            problems.append(f"No module named '{exc.name}' (imported by {name})")
+            problems.setdefault(str(exc.name), f"No module named '{exc.name}' (while importing {name})")
         except Exception as exc:  # a broken module says why, the check goes on
-            problems.append(f"{name}: {type(exc).__name__}: {exc}")
-    return problems
+            problems.setdefault(name, f"{name}: {type(exc).__name__}: {exc}")
+    return list(problems.values())
 
 
 def firmware_version(version_file: Path = FIRMWARE_VERSION_FILE) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import dbus_fast
 import pytest
 
-from btbattery.versions import describe, firmware_version, is_compiled, origin, versions
+from btbattery.versions import describe, firmware_version, import_problems, is_compiled, origin, versions
 
 
 def test_origin_names_the_release_folders(tmp_path: Path) -> None:
@@ -64,3 +64,24 @@ def test_the_command_prints_json_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["bleak"]["version"] == "3.0.2"  # pyproject's pin
+
+
+def test_import_problems_name_each_missing_module_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import btbattery
+
+    package = tmp_path / "btbattery"
+    package.mkdir()
+    (package / "one.py").write_text("import a_module_venus_lacks\n")
+    (package / "two.py").write_text("from btbattery import one\n")
+    (package / "three.py").write_text("raise RuntimeError('broken')\n")
+    monkeypatch.setattr(btbattery, "__path__", [str(package)])
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    problems = import_problems(skip=())
+
+    assert problems == [
+        "No module named 'a_module_venus_lacks' (while importing btbattery.one)",
+        "btbattery.three: RuntimeError: broken",
+    ]
