@@ -145,6 +145,7 @@ class LinkStats:
     rssi_time: float | None = None  # when it did (scheduler clock)
     link_quality: int | None = None  # % of requests answered over the last minute; None when none were sent
     reconnects: int | None = None  # connections after the first, since start
+    lock: str = ""  # why the pack refuses us and what to set ("needs a password (PASSWORD = ...)..."), or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,6 +286,12 @@ PACK_PATHS: dict[str, PackPath] = {
             "Reconnects", "connections to pack n after the first, since start", lambda f: f.link.reconnects
         ),
         PackPath(
+            "Lock",
+            "why pack n refuses us and what to set (`needs a password (PASSWORD = ...)`, `needs pairing "
+            "(PASSKEY = ...)`, `password refused`, ...); empty when none (never a secret)",
+            lambda f: f.link.lock,
+        ),
+        PackPath(
             "LastUpdate",
             "s since pack n's last reading",
             lambda f: _age(f.now, f.status.reading.time if f.status.reading else None),

@@ -211,6 +211,7 @@ class PackLink:
             rssi_time=rssi_time,
             link_quality=self.answers.quality(self._now()),
             reconnects=max(0, self.connects - 1),
+            lock=self.lock_problem,
         )
 
     async def close(self) -> None:
@@ -533,6 +534,7 @@ class PackLink:
         if self._fresh_connection:
             self._fresh_connection = False
             self._attempt = 0  # a working link resets the backoff series
+            self.lock_problem = ""  # it answers now (a lock fixed in the app, a retry that passed)
         self.readings.on_next(reading)
 
     def _flush(self) -> None:

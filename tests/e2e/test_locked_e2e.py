@@ -63,3 +63,6 @@ async def test_locked_bank_authenticates_pairs_and_reports_the_missing_password(
         assert not re.search(re.escape(secret), log), "a secret reached the service log"
         assert secret not in published, "a secret reached D-Bus"
     assert "/Parallel/Battery4/LinkState=refused" in published
+    # The reason is published too, for doctor and the GUI; the packs that answer have none.
+    assert values["/Parallel/Battery4/Lock"].startswith(NEEDS_PASSWORD)
+    assert [values[f"/Parallel/Battery{n}/Lock"] for n in (1, 2, 3)] == ["", "", ""]
