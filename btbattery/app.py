@@ -193,6 +193,7 @@ class Service:
         from btbattery.link.manager import LinkManager
         from btbattery.link.pack_link import PackLocks
         from btbattery.pipeline.streams import build_pipeline, loop_scheduler
+        from btbattery.statefile import DEFAULT_STATE_FILE, charge_mode_io
 
         packs = self.config.packs
         await check_adapter(self.options.adapter)
@@ -215,12 +216,15 @@ class Service:
             links.states.subscribe(on_next=_log_link_event),
         ]
         sink = BankSink(on_failure=lambda error: _resolve(fatal, EXIT_FATAL, _lost_what(error)))
+        restore, save = charge_mode_io(self.options.state_file or DEFAULT_STATE_FILE)
         bank = build_pipeline(
             packs,
             [link.readings for link in links.links],
             [link.states for link in links.links],
             self.config,
             scheduler,
+            restore,  # type: ignore[arg-type]
+            save,
         )
         disposables.append(bank.subscribe(on_next=sink, on_error=lambda e: _resolve(fatal, EXIT_FATAL, e)))
         watchdog.start()

@@ -23,13 +23,15 @@ SERIALBATTERY_KEYS: dict[str, str] = {
     "MAX_BATTERY_CHARGE_CURRENT": _PER_BANK.format("CHARGE"),
     "MAX_BATTERY_DISCHARGE_CURRENT": _PER_BANK.format("DISCHARGE"),
     "MIN_CELL_VOLTAGE": (
-        "the low-voltage limit here (cells x this is /Info/BatteryLowVoltage; the CVL floor is "
-        "MIN_CHARGE_CELL_VOLTAGE); the CVL floor in serialbattery"
+        "the CVL floor as in serialbattery, and also the low-voltage limit here (cells x this is "
+        "/Info/BatteryLowVoltage)"
     ),
     "MAX_CELL_VOLTAGE": "",
     "FLOAT_CELL_VOLTAGE": "",
     "SOC_RESET_CELL_VOLTAGE": "",
-    "SOC_RESET_AFTER_DAYS": "",
+    "SOC_RESET_AFTER_DAYS": (
+        "counted from the first start here; serialbattery charges at once when none was reached yet"
+    ),
     "SOC_CALCULATION": "",
     "CURRENT_REPORTED_BY_BMS": "",
     "CURRENT_MEASURED_BY_USER": "",

@@ -99,6 +99,18 @@ def _passkey(text: str) -> Secret | None:
     return Secret(str(int(text)))
 
 
+def _or_empty(key: _Key, empty: float) -> _Key:
+    """serialbattery's "leave empty to disable": an empty value means ``empty`` (the off value here too)."""
+    return _Key(lambda text: empty if not text.strip() else key.parse(text), key.accepted + " (empty: off)",
+                key.check)  # fmt: skip
+
+
+def _sensor_numbers(text: str) -> tuple[int, ...]:
+    """``"2, 3"`` -> ``(2, 3)``; empty -> ``()``. Sensors are numbered from 1 in the BMS's order."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return tuple(int(item) for item in items)
+
+
 def _addresses(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(parse_pack_argument(item) for item in re.split(r"[\s,]+", text.strip()) if item)
 
@@ -182,7 +194,38 @@ KEYS: dict[str, _Key] = {
     "MAX_DISCHARGE_CURRENT_T_FRACTION": _FRACTIONS,
     "SHARE_MIN_BANK_CURRENT": _non_negative("amperes"),
     "CURRENT_LIMIT_RISE_RATE": _positive("a rate in A/s > 0"),
-    "CHARGE_VOLTAGE_RISE_RATE": _positive("a rate in V/s > 0"),
+    "CVL_RECOVERY_HOLD_SEC": _non_negative("seconds"),
+    "CVL_RECOVERY_RATE_V_PER_SEC": _non_negative("V/s (0: at once after the hold)"),
+    "CCL_RECOVERY_HOLD_SEC": _non_negative("seconds"),
+    "DCL_RECOVERY_HOLD_SEC": _non_negative("seconds"),
+    "CHARGE_CURRENT_RECOVERY_THRESHOLD_PERCENT": _number("a fraction from 0 to 1", 0, 1),
+    "DISCHARGE_CURRENT_RECOVERY_THRESHOLD_PERCENT": _number("a fraction from 0 to 1", 0, 1),
+    "FLOAT_CELL_VOLTAGE": _cell_volts(),
+    "SWITCH_TO_FLOAT_WAIT_FOR_SEC": _or_empty(_non_negative("seconds"), 0.0),
+    "SWITCH_TO_FLOAT_CELL_VOLTAGE_DIFF": _or_empty(_non_negative("volts"), 10.0),
+    "SWITCH_TO_FLOAT_CELL_VOLTAGE_DEVIATION": _non_negative("volts"),
+    "SWITCH_TO_BULK_SOC_THRESHOLD": _or_empty(_percent("a SoC in % (0: off)", True), 0.0),
+    "SWITCH_TO_BULK_CELL_VOLTAGE_DIFF": _or_empty(_non_negative("volts"), 10.0),
+    "SOC_RESET_CELL_VOLTAGE": _cell_volts(),
+    "SOC_RESET_AFTER_DAYS": _or_empty(_non_negative("days (0: never)"), 0.0),
+    "CELL_TEMPERATURE_SENSORS": _Key(
+        _sensor_numbers,
+        "sensor numbers from 1 to 8, comma separated (empty: all but the MOSFET sensor)",
+        lambda v: all(1 <= n <= 8 for n in v),  # type: ignore[attr-defined]
+    ),
+    "MOSFET_TEMPERATURE_SENSOR": _Key(
+        lambda text: int(text),
+        "a sensor number from 1 to 8, or 0 for none",
+        lambda v: 0 <= v <= 8,  # type: ignore[operator]
+    ),
+    "MOSFET_TEMPERATURES_WHILE_CHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "MAX_CHARGE_CURRENT_T_MOSFET_FRACTION": _FRACTIONS,
+    "MOSFET_TEMPERATURES_WHILE_DISCHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "MAX_DISCHARGE_CURRENT_T_MOSFET_FRACTION": _FRACTIONS,
+    "TEMPERATURE_UNKNOWN_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
+    "TEMPERATURE_UNKNOWN_DISCHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
+    "CELLS_UNKNOWN_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
+    "PACK_DROPOUT_DISCHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
     "IMBALANCE_WINDOW": _positive(),
     "IMBALANCE_MIN_DURATION": _non_negative("seconds"),
     "VOLTAGE_IMBALANCE_DETECTION_ENABLE": _BOOL,
@@ -220,6 +263,8 @@ PACK_KEYS = {
     "MAX_BATTERY_DISCHARGE_CURRENT": "MAX_PACK_DISCHARGE_CURRENT",
     "PASSWORD": "PASSWORD",
     "PASSKEY": "PASSKEY",
+    "CELL_TEMPERATURE_SENSORS": "CELL_TEMPERATURE_SENSORS",
+    "MOSFET_TEMPERATURE_SENSOR": "MOSFET_TEMPERATURE_SENSOR",
 }
 # What a pack takes from the bank-wide values unless its own file says otherwise.
 _PER_PACK = ("MAX_PACK_CHARGE_CURRENT", "MAX_PACK_DISCHARGE_CURRENT", "PASSWORD", "PASSKEY")
@@ -230,6 +275,8 @@ _CURVES = (
     ("CELL_VOLTAGES_WHILE_DISCHARGING", "MAX_DISCHARGE_CURRENT_CV_FRACTION", "ascending"),
     ("TEMPERATURES_WHILE_CHARGING", "MAX_CHARGE_CURRENT_T_FRACTION", "ascending"),
     ("TEMPERATURES_WHILE_DISCHARGING", "MAX_DISCHARGE_CURRENT_T_FRACTION", "ascending"),
+    ("MOSFET_TEMPERATURES_WHILE_CHARGING", "MAX_CHARGE_CURRENT_T_MOSFET_FRACTION", "ascending"),
+    ("MOSFET_TEMPERATURES_WHILE_DISCHARGING", "MAX_DISCHARGE_CURRENT_T_MOSFET_FRACTION", "ascending"),
 )
 # (lower key, higher key): the first must be strictly below the second
 _ORDERED = (
@@ -241,6 +288,13 @@ _ORDERED = (
     ("MAX_CELL_VOLTAGE", "CELL_OVERVOLTAGE"),
     ("BLOCK_ON_DISCONNECT_VOLTAGE_MIN", "BLOCK_ON_DISCONNECT_VOLTAGE_MAX"),
     ("SOC_LOW_ALARM", "SOC_LOW_WARNING"),
+    ("MAX_CELL_VOLTAGE", "SOC_RESET_CELL_VOLTAGE"),
+    ("MIN_CELL_VOLTAGE", "FLOAT_CELL_VOLTAGE"),
+)
+# (lower key, higher key): the first must not exceed the second
+_NOT_ABOVE = (
+    ("MIN_CHARGE_CELL_VOLTAGE", "MAX_CELL_VOLTAGE"),
+    ("FLOAT_CELL_VOLTAGE", "MAX_CELL_VOLTAGE"),
 )
 
 
@@ -258,6 +312,10 @@ class PackSpec:
     config_path: str | None = None
     password: Secret | None = None  # FF AA handshake password
     passkey: Secret | None = None  # LE pairing passkey
+    # Temperature sensors of this pack (1-based): None = the bank-wide CELL_TEMPERATURE_SENSORS /
+    # MOSFET_TEMPERATURE_SENSOR apply.
+    cell_sensors: tuple[int, ...] | None = None
+    mosfet_sensor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +347,30 @@ class Config:
     max_discharge_current_t_fraction: tuple[float, ...]
     share_min_bank_current: float
     current_limit_rise_rate: float
-    charge_voltage_rise_rate: float
+    cvl_recovery_hold_sec: float
+    cvl_recovery_rate_v_per_sec: float
+    ccl_recovery_hold_sec: float
+    dcl_recovery_hold_sec: float
+    charge_current_recovery_threshold_percent: float
+    discharge_current_recovery_threshold_percent: float
+    float_cell_voltage: float
+    switch_to_float_wait_for_sec: float
+    switch_to_float_cell_voltage_diff: float
+    switch_to_float_cell_voltage_deviation: float
+    switch_to_bulk_soc_threshold: float
+    switch_to_bulk_cell_voltage_diff: float
+    soc_reset_cell_voltage: float
+    soc_reset_after_days: float
+    cell_temperature_sensors: tuple[int, ...]
+    mosfet_temperature_sensor: int
+    mosfet_temperatures_while_charging: tuple[float, ...]
+    max_charge_current_t_mosfet_fraction: tuple[float, ...]
+    mosfet_temperatures_while_discharging: tuple[float, ...]
+    max_discharge_current_t_mosfet_fraction: tuple[float, ...]
+    temperature_unknown_charge_fraction: float
+    temperature_unknown_discharge_fraction: float
+    cells_unknown_charge_fraction: float
+    pack_dropout_discharge_fraction: float
     imbalance_window: float
     imbalance_min_duration: float
     voltage_imbalance_detection_enable: bool
@@ -459,10 +540,25 @@ def _check_order(values: dict[str, object], origin: dict[str, str]) -> None:
                 f"{origin[low]}: {low} = {values[low]} must be below {high} = {values[high]} "
                 f"(from {origin[high]})"
             )
-    if values["MIN_CHARGE_CELL_VOLTAGE"] > values["MAX_CELL_VOLTAGE"]:  # type: ignore[operator]
-        raise ConfigError(
-            f"{origin['MIN_CHARGE_CELL_VOLTAGE']}: MIN_CHARGE_CELL_VOLTAGE must not exceed MAX_CELL_VOLTAGE"
-        )
+    for low, high in _NOT_ABOVE:
+        if values[low] > values[high]:  # type: ignore[operator]
+            raise ConfigError(f"{origin[low]}: {low} must not exceed {high}")
+    reset, stop = values["SOC_RESET_CELL_VOLTAGE"], values["CELL_OVERVOLTAGE"]
+    if reset >= stop and values["SOC_RESET_AFTER_DAYS"]:  # type: ignore[operator]
+        # serialbattery's default (3.65 V, a JBD's trip) must start: the reset charge aims below the stop.
+        aim = soc_reset_cell_limit(reset, stop)  # type: ignore[arg-type]
+        log.warning(
+            "%s: SOC_RESET_CELL_VOLTAGE = %s is not below CELL_OVERVOLTAGE = %s: a SoC reset charge aims at "
+            "%.3f V", origin["SOC_RESET_CELL_VOLTAGE"], reset, stop, aim,
+        )  # fmt: skip
+
+
+SOC_RESET_MARGIN = 0.01  # V below CELL_OVERVOLTAGE at most, so a reset charge never meets the stop rule
+
+
+def soc_reset_cell_limit(reset: float, stop: float) -> float:
+    """The cell voltage a SoC reset charge aims at: SOC_RESET_CELL_VOLTAGE, kept below CELL_OVERVOLTAGE."""
+    return min(reset, stop - SOC_RESET_MARGIN)
 
 
 def _clamp_disconnect_band(values: dict[str, object], origin: dict[str, str]) -> None:
@@ -530,7 +626,10 @@ def _pack_specs(
         password, passkey = own["PASSWORD"], own["PASSKEY"]
         assert isinstance(charge, float) and isinstance(discharge, float)
         assert isinstance(password, Secret | None) and isinstance(passkey, Secret | None)
-        specs.append(PackSpec(number, mac, charge, discharge, pack_path, password, passkey))
+        sensors, mosfet = own.get("CELL_TEMPERATURE_SENSORS"), own.get("MOSFET_TEMPERATURE_SENSOR")
+        specs.append(
+            PackSpec(number, mac, charge, discharge, pack_path, password, passkey, sensors, mosfet)  # type: ignore[arg-type]
+        )
     return tuple(specs)
 
 

@@ -94,9 +94,24 @@ def link_states_markdown() -> str:
     return f"```mermaid\n{mermaid().strip()}\n```"
 
 
+def charge_rules_markdown() -> str:
+    """The limits' rules, from the table the code keeps beside them."""
+    from btbattery.pipeline.limits import RULES
+
+    return "\n".join(f"{i}. **{name}.** {text}" for i, (name, text) in enumerate(RULES, start=1))
+
+
+def charge_modes_markdown() -> str:
+    from btbattery.pipeline.chargemode import mermaid
+
+    return f"```mermaid\n{mermaid().strip()}\n```"
+
+
 SECTIONS = {
     "commands": commands_markdown,
     "link-states": link_states_markdown,
+    "charge-rules": charge_rules_markdown,
+    "charge-modes": charge_modes_markdown,
     "config-keys": config_keys_markdown,
     "dbus-paths": dbus_paths_markdown,
     "serialbattery-keys": serialbattery_markdown,

@@ -209,14 +209,16 @@ class ImbalanceStatus:
 
 @dataclass(frozen=True, slots=True)
 class ChargeLimits:
-    """What DVCC is told. Every value finite and >= 0."""
+    """What DVCC is told. Every value finite and >= 0; a CVL of 0.0 means unknown (no active pack yet) and is
+    never to be published as a valid voltage."""
 
     charge_voltage: float  # V, CVL
     charge_current: float  # A, CCL
     discharge_current: float  # A, DCL
-    reasons: tuple[str, ...] = field(default=())  # why a limit is below its configured maximum
+    reasons: tuple[str, ...] = field(default=())  # why a limit is below its configured maximum (for the log)
     charge_reason: str = ""  # short text of the rule that binds the CCL (for /Info/ChargeLimitation)
     discharge_reason: str = ""  # likewise for the DCL (/Info/DischargeLimitation)
+    cvl_by_cells: bool = False  # the CVL is held down by the cells (a cell too high, or cells unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,8 @@ class BankState:
     # What to publish if the service stops after this tick: CCL 0, DCL per the disconnect policy, CVL no
     # higher than now. None: CCL = DCL = 0.
     stop_limits: ChargeLimits | None = None
+    charge_mode: str = ""  # "Bulk", "Absorption", "Float" ... with the reason (/Info/ChargeMode)
+    sensor_faults: tuple[str, ...] = ()  # temperature sensors dropped as implausible, "pack 2 sensor 1"
 
 
 class Secret:

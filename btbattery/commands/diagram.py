@@ -1,4 +1,4 @@
-"""`dbus-btbattery diagram`: the link state machine, drawn from the table the links run on."""
+"""`dbus-btbattery diagram`: the link state machine and the charge modes, drawn from their own tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 MERMAID_NAME = "link-states.mmd"
 SVG_NAME = "link-states.svg"
+CHARGE_MODES_NAME = "charge-modes.mmd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def write_diagrams(out: Path) -> list[Path]:
     """Mermaid source always; SVG too when Graphviz's ``dot`` is installed. Returns the files written."""
     from btbattery.link import machine
+    from btbattery.pipeline import chargemode
 
     out.mkdir(parents=True, exist_ok=True)
     mermaid = out / MERMAID_NAME
     mermaid.write_text(machine.mermaid(), encoding="utf-8")
-    written = [mermaid]
+    modes = out / CHARGE_MODES_NAME
+    modes.write_text(chargemode.mermaid(), encoding="utf-8")
+    written = [mermaid, modes]
     dot = shutil.which("dot")
     if dot is not None:
         svg = out / SVG_NAME
@@ -42,6 +46,6 @@ def main(args: argparse.Namespace) -> int:
         return 1
     for path in written:
         print(f"wrote {path}")
-    if len(written) == 1:
+    if not any(path.suffix == ".svg" for path in written):
         print("(Graphviz 'dot' not found: SVG skipped; the Mermaid file renders on most forges)")
     return 0

@@ -196,6 +196,7 @@ def timeline(states: Iterator[BankState] | list[BankState]) -> list[dict[str, ob
         now = {f"pack {s.pack}": pack_state(s) for s in state.snapshot.packs}
         now |= {f"{name} imbalance": getattr(state.imbalance, name) for name in ("voltage", "current", "soc")}
         now["connected"] = state.connected
+        now |= _policy_state(state)
         if previous is not None:
             changes = {key: value for key, value in now.items() if previous[key] != value}
             if changes:
@@ -211,6 +212,20 @@ def timeline(states: Iterator[BankState] | list[BankState]) -> list[dict[str, ob
                 )
         previous = now
     return out
+
+
+def _policy_state(state: BankState) -> dict[str, object]:
+    """The charge policy's discrete states: mode, whether charge and discharge are allowed, whether the CVL is
+    held down by the cells (penalty method, unknown cells), and how many temperature sensors are dropped."""
+    lim = state.limits
+    mode = state.charge_mode.split(":")[0].split(" (")[0].split(" & ")[0]
+    return {
+        "charge mode": mode,
+        "charging": lim.charge_current > 0,
+        "discharging": lim.discharge_current > 0,
+        "cvl by cells": any(" above " in r or "cells unknown" in r for r in lim.reasons),
+        "sensor faults": len(state.sensor_faults),
+    }
 
 
 def _fmt(value: float | None, width: int, digits: int) -> str:

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-file",
         metavar="PATH",
-        help="where /CustomName is kept (default: /data/etc/dbus-btbattery/state.json)",
+        help="where /CustomName and the charge mode are kept (default: /data/etc/dbus-btbattery/state.json)",
     )
     parser.add_argument(
         "--watchdog",

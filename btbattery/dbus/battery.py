@@ -9,11 +9,9 @@ toward zero, because a missing limit must stop charging rather than lift the cap
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,12 @@ from btbattery.model import (
     PackStatus,
     Protection,
 )
+from btbattery.statefile import DEFAULT_STATE_FILE, read_state, update_state
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "com.victronenergy.battery.virtual_parallel"
 PRODUCT_ID = 0xBA77  # the community battery drivers' id; never one that triggers vendor DVCC quirks
-DEFAULT_STATE_FILE = "/data/etc/dbus-btbattery/state.json"
 CUSTOM_NAME_MAX = 64
 
 # Venus battery /State values (Lynx BMS numbering).
@@ -125,6 +123,7 @@ BANK_PATHS: dict[str, PathSpec] = {
     "/Info/ChargeRequest": PathSpec("1 from an under-voltage event until recharged (Venus shows Recharging)"),
     "/Info/ChargeLimitation": PathSpec("what holds the CCL down; the key's name when at its maximum"),
     "/Info/DischargeLimitation": PathSpec("what holds the DCL down; the key's name when at its maximum"),
+    "/Info/ChargeMode": PathSpec("Bulk, Absorption, Float (Transition), with the reason (see Charge limits)"),
     "/Io/AllowToCharge": PathSpec("1 when the CCL is above 0"),
     "/Io/AllowToDischarge": PathSpec("1 when the DCL is above 0"),
     "/Io/AllowToBalance": PathSpec("1 when the packs may balance"),
@@ -150,6 +149,7 @@ BANK_PATHS: dict[str, PathSpec] = {
     "/State": PathSpec("9 running, 14 standby (no active pack)"),
     "/Alarms/LowSoc": PathSpec("0 ok, 1 warning (SoC below SOC_LOW_WARNING), 2 alarm (below SOC_LOW_ALARM)"),
     "/Alarms/CellImbalance": PathSpec("0 ok, 1 warning (cell spread 0.15 V), 2 alarm (0.30 V)"),
+    "/Alarms/TemperatureSensor": PathSpec("1 while a pack's temperature sensor reads implausibly (dropped)"),
     "/Alarms/BmsCable": PathSpec("1 once a pack sent no data for BMS_CABLE_ALARM s, 2 once no pack did"),
     **{
         path: PathSpec(f"2 while a pack reports the protection {_bit_names(bits)}")
@@ -374,35 +374,17 @@ def limit_values(limits: ChargeLimits, last_cvl: float | None) -> dict[str, Any]
 
 
 class CustomNameStore:
-    """``/CustomName`` survives restarts in a small JSON file (under /data on a GX device)."""
+    """``/CustomName`` survives restarts in the state file (under /data on a GX device)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     def load(self) -> str:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return ""
-        except (OSError, ValueError) as err:
-            log.warning("ignoring unreadable state file %s: %s", self.path, err)
-            return ""
-        name = data.get("CustomName", "") if isinstance(data, dict) else ""
+        name = read_state(self.path).get("CustomName", "")
         return name if isinstance(name, str) else ""
 
     def save(self, name: str) -> None:
-        """Write atomically so a power cut never leaves half a file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"CustomName": name}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        update_state(self.path, "CustomName", name)
 
 
 def _valid_custom_name(name: str) -> bool:
@@ -511,6 +493,7 @@ class BatteryService:
             values.update(limit_values(state.limits, cvl if isinstance(cvl, float) else None))
             values.update(alert_values(state.alerts))
             values["/Connected"] = 1 if state.connected else 0
+            values.update(charge_values(state))
             links = self._link_stats() if self._link_stats is not None else {}
             for pack in state.snapshot.packs:
                 self._pack_values(pack, links.get(pack.pack, UNKNOWN_LINK), state.snapshot.time, values)
@@ -576,6 +559,15 @@ def bank_values(
     values.update(_alarm_values(snap, active))
     values["/Balancing"] = int(snap.balancing) if active else None
     return values
+
+
+def charge_values(state: BankState) -> dict[str, Any]:
+    """The charge mode text, and a warning while a temperature sensor's readings are dropped as faulty."""
+    active = state.snapshot.active_packs > 0
+    return {
+        "/Info/ChargeMode": state.charge_mode or None,
+        "/Alarms/TemperatureSensor": (WARNING if state.sensor_faults else OK) if active else None,
+    }
 
 
 def _limit_values(snap: BankSnapshot, limits: ChargeLimits, low_cell_voltage: float) -> dict[str, Any]:

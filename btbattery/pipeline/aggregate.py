@@ -6,7 +6,7 @@ Time is always an argument. Nothing here reads a clock or keeps state between ca
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from btbattery.model import (
@@ -133,8 +133,13 @@ def _soc(statuses: Sequence[PackStatus]) -> float:
     return sum(info.soc * info.nominal_capacity for info in infos) / weight
 
 
-def aggregate(now: float, statuses: Sequence[PackStatus]) -> BankSnapshot:
-    """Active packs rolled into one battery; every value None when no pack is active."""
+def aggregate(
+    now: float, statuses: Sequence[PackStatus], temperatures: Mapping[int, Sequence[float]] | None = None
+) -> BankSnapshot:
+    """Active packs rolled into one battery; every value None when no pack is active.
+
+    ``temperatures``: each pack's plausible cell-sensor readings (:mod:`~btbattery.pipeline.sensors`); without
+    it every reported sensor counts."""
     packs = tuple(statuses)
     active = [s for s in packs if s.active and s.reading is not None]
     if not active:
@@ -142,7 +147,10 @@ def aggregate(now: float, statuses: Sequence[PackStatus]) -> BankSnapshot:
     infos = [s.reading.info for s in active if s.reading is not None]
     voltage = sum(info.voltage for info in infos) / len(infos)
     current = sum(info.current for info in infos)
-    temperatures = [t for info in infos for t in info.temperatures]
+    if temperatures is None:
+        temps = [t for info in infos for t in info.temperatures]
+    else:
+        temps = [t for s in active for t in temperatures.get(s.pack, ())]
     protection = 0  # plain ints: IntFlag arithmetic costs ~1 us an operation on a small CPU
     blocking_charge = blocking_discharge = 0
     for info in infos:
@@ -167,9 +175,9 @@ def aggregate(now: float, statuses: Sequence[PackStatus]) -> BankSnapshot:
         max_cell_voltage=cells[2] if cells else None,
         max_cell_id=cells[3] if cells else None,
         cells_per_pack=_cells_in_series(active),
-        min_temperature=min(temperatures) if temperatures else None,
-        max_temperature=max(temperatures) if temperatures else None,
-        temperature=max(temperatures) if temperatures else None,
+        min_temperature=min(temps) if temps else None,
+        max_temperature=max(temps) if temps else None,
+        temperature=max(temps) if temps else None,
         cycles=max(info.cycles for info in infos),
         balancing=any(info.balance_bits for info in infos),
         charge_fet=all(info.charge_fet for info in infos),

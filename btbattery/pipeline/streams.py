@@ -13,6 +13,7 @@ the other packs carry on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import math
@@ -25,12 +26,23 @@ from reactivex import operators as ops
 from reactivex.abc import SchedulerBase
 
 from btbattery.config import Config, PackSpec
-from btbattery.model import BankState, ChargeLimits, ImbalanceStatus, LinkEvent, PackReading, PackStatus
+from btbattery.model import (
+    BankSnapshot,
+    BankState,
+    ChargeLimits,
+    ImbalanceStatus,
+    LinkEvent,
+    PackReading,
+    PackStatus,
+)
+from btbattery.pipeline import chargemode
 from btbattery.pipeline.aggregate import PackFeed, aggregate, feed_error, feed_link, feed_reading, judge_pack
 from btbattery.pipeline.alerts import AlertTracker
+from btbattery.pipeline.chargemode import ChargeState
 from btbattery.pipeline.disconnect import DisconnectPolicy
 from btbattery.pipeline.imbalance import ImbalanceDetector
-from btbattery.pipeline.limits import rate_limit, target_limits
+from btbattery.pipeline.limits import LimitMemory, next_limits, target_limits
+from btbattery.pipeline.sensors import PackTemperatures, SensorMemory, judge_temperatures, sensor_roles
 
 log = logging.getLogger(__name__)
 
@@ -95,51 +107,119 @@ _KIND_NAMES = {_READING: "readings", _LINK: "link-state"}
 
 
 class BankCycle:
-    """What one publish tick does with the packs' latest feeds. Keeps the imbalance windows, the last limits
-    (for rate limiting) and when a pack was last active (for /Connected)."""
+    """What one publish tick does with the packs' latest feeds. Keeps the imbalance windows, the limits'
+    memory (rise rates, recovery holds), the charge mode, the temperature sensors' last accepted values and
+    when a pack was last active (for /Connected).
 
-    def __init__(self, packs: Sequence[PackSpec], config: Config, start: float) -> None:
+    ``charge_state``: the charge mode restored from the state file; ``save_charge_state`` is called with the
+    state (and the time) whenever its mode or last SoC reset changes: the caller owns file and wall clock."""
+
+    def __init__(
+        self,
+        packs: Sequence[PackSpec],
+        config: Config,
+        start: float,
+        charge_state: ChargeState | None = None,
+        save_charge_state: Callable[[ChargeState, float], None] | None = None,
+    ) -> None:
         self.packs = tuple(packs)
+        self._specs = {spec.number: spec for spec in self.packs}
         self.config = config
         self.detector = ImbalanceDetector(config)
         self.alerts = AlertTracker(config, start)
         self.disconnect = DisconnectPolicy(config)
-        self.limits: ChargeLimits | None = None
+        self.memory = LimitMemory()
+        self.charge_state = charge_state or ChargeState()
+        self._save_charge_state = save_charge_state
+        self._sensors: dict[int, tuple[float, PackTemperatures, SensorMemory]] = {}
         self.last_time: float | None = None
         self.last_active = start
         self._previous: tuple[PackStatus, ...] = ()
         self.failing = False
-        self._active_before = False
+        self._ever_active = False
+
+    @property
+    def limits(self) -> ChargeLimits | None:
+        return self.memory.limits
 
     def tick(self, feeds: Sequence[PackFeed], now: float) -> BankState:
         cfg = self.config
         statuses = [judge_pack(feed, now, cfg.pack_stale_after, cfg.pack_dropout_grace) for feed in feeds]
         self._log_changes(statuses, feeds)
-        snapshot = aggregate(now, statuses)
+        temperatures = self._judge_sensors(statuses)
+        snapshot = aggregate(now, statuses, {pack: t.cells for pack, t in temperatures.items()})
         imbalance = self.detector.update(snapshot)
-        target = target_limits(snapshot, imbalance, self.packs, cfg)
+        self._step_charge_mode(snapshot, now)
+        voltage = chargemode.voltage_target(self.charge_state, cfg, snapshot.cells_per_pack, now)
+        target = target_limits(snapshot, imbalance, self.packs, cfg, voltage, temperatures)
         # At most one interval's rise per tick: a tick that comes late (a blocked loop) must not release
         # a limit in one step, which is what the rise rate prevents.
         since = cfg.publish_interval if self.last_time is None else now - self.last_time
         dt = min(since, cfg.publish_interval)
-        fresh_start = snapshot.active_packs > 0 and not self._active_before
-        limits = rate_limit(None if fresh_start else self.limits, target, dt, cfg)
-        self.limits = self.disconnect.apply(snapshot, limits, now)
-        self._active_before = snapshot.active_packs > 0
+        # Only the first limits since the service started are taken as computed; after any outage, total or
+        # not, they rise at the rise rate like after any other derate (one recovery rule for every outage).
+        if snapshot.active_packs > 0 and not self._ever_active:
+            self.memory = LimitMemory()
+            self._ever_active = True
+        outage = not any(s.fresh for s in snapshot.packs)
+        computed, self.memory = next_limits(self.memory, target, now, dt, cfg, outage)
+        # The whole-bank disconnect policy (BLOCK_ON_DISCONNECT) has the last word while no pack is fresh;
+        # what it publishes is where the next tick's rise starts from.
+        limits = self.disconnect.apply(snapshot, computed, now)
+        self.memory = dataclasses.replace(self.memory, limits=limits)
         self.last_time = now
         if snapshot.active_packs:
             self.last_active = now
         if self.failing:
             log.info("bank update works again at t=%.1f", now)
             self.failing = False
-        return BankState(
-            snapshot,
-            imbalance,
-            self.limits,
-            now - self.last_active < cfg.disconnected_after,
-            self.alerts.update(snapshot, now),
-            self.disconnect.stop_limits(self.limits, now),
+        mode = chargemode.describe(self.charge_state, cfg, snapshot.cells_per_pack, now)
+        faults = tuple(
+            f"pack {pack} sensor {n}" for pack, t in sorted(temperatures.items()) for n in t.faults
         )
+        connected = now - self.last_active < cfg.disconnected_after
+        alerts = self.alerts.update(snapshot, now)
+        stop = self.disconnect.stop_limits(limits, now)
+        return BankState(snapshot, imbalance, limits, connected, alerts, stop, mode, faults)
+
+    def _judge_sensors(self, statuses: Sequence[PackStatus]) -> dict[int, PackTemperatures]:
+        """Each active pack's sensors, judged once per new reading (a jump is judged against the last
+        accepted value of the same sensor); one warning when a sensor turns faulty, one line when it heals."""
+        out: dict[int, PackTemperatures] = {}
+        for status in statuses:
+            if not status.active or status.reading is None:
+                continue
+            reading = status.reading
+            known = self._sensors.get(status.pack)
+            if known is not None and known[0] == reading.time:
+                out[status.pack] = known[1]
+                continue
+            temps = reading.info.temperatures
+            roles = sensor_roles(self._specs.get(status.pack), self.config, len(temps))
+            before = known[1].faults if known is not None else ()
+            judged, memory = judge_temperatures(temps, reading.time, roles, known[2] if known else None)
+            for number in set(judged.faults) - set(before):
+                value = temps[number - 1]
+                log.warning("pack %d temperature sensor %d reads %.1f degC: implausible, dropped "
+                            "(/Alarms/TemperatureSensor)", status.pack, number, value)  # fmt: skip
+            for number in set(before) - set(judged.faults):
+                log.info("pack %d temperature sensor %d plausible again", status.pack, number)
+            self._sensors[status.pack] = (reading.time, judged, memory)
+            out[status.pack] = judged
+        return out
+
+    def _step_charge_mode(self, snapshot: BankSnapshot, now: float) -> None:
+        before = self.charge_state
+        self.charge_state = chargemode.step(before, snapshot, self.config, now)
+        after = self.charge_state
+        if after.mode != before.mode:
+            log.info("charge mode %s -> %s (%s)", before.mode, after.mode, after.reason)
+        changed = (after.mode, after.last_soc_reset) != (before.mode, before.last_soc_reset)
+        if changed and self._save_charge_state is not None:
+            try:
+                self._save_charge_state(after, now)
+            except OSError as error:  # the limits go on; a lost save only restarts the mode in Bulk
+                log.error("charge mode not saved: %s", error)
 
     def fail_safe(self, feeds: Sequence[PackFeed], now: float, error: Exception) -> BankState:
         """A bug in the bank math must not end the stream or leave old limits up: publish zero currents."""
@@ -147,11 +227,12 @@ class BankCycle:
             log.error("bank update failed at t=%.1f; zero current limits until it works", now, exc_info=error)
         self.failing = True
         cvl = self.limits.charge_voltage if self.limits else 0.0
-        self.limits = ChargeLimits(cvl, 0.0, 0.0, ("internal error",))
+        limits = ChargeLimits(cvl, 0.0, 0.0, ("internal error",), "internal error", "internal error")
+        self.memory = LimitMemory(limits)
         statuses = tuple(PackStatus(f.pack, f.address, f.link_state, f.reading, False, False) for f in feeds)
         snapshot = aggregate(now, statuses)
         return BankState(
-            snapshot, ImbalanceStatus(), self.limits, now - self.last_active < self.config.disconnected_after
+            snapshot, ImbalanceStatus(), limits, now - self.last_active < self.config.disconnected_after
         )
 
     def _log_changes(self, statuses: Sequence[PackStatus], feeds: Sequence[PackFeed]) -> None:
@@ -172,10 +253,14 @@ def build_pipeline(
     link_states: Sequence[Observable[LinkEvent]],
     config: Config,
     scheduler: SchedulerBase,
+    restore_charge_state: Callable[[float], ChargeState] | None = None,
+    save_charge_state: Callable[[ChargeState, float], None] | None = None,
 ) -> Observable[BankState]:
     """The bank, one :class:`BankState` every ``config.publish_interval`` s on ``scheduler`` (first at once).
 
     ``packs``, ``readings`` and ``link_states`` are aligned: entry i is pack ``packs[i].number``.
+    ``restore_charge_state(now)`` gives the charge mode to start in; ``save_charge_state`` see
+    :class:`BankCycle`.
     """
     if not (len(packs) == len(readings) == len(link_states)):
         raise ValueError("packs, readings and link_states must have one entry per pack")
@@ -184,7 +269,9 @@ def build_pipeline(
     now = clock(scheduler)
 
     def subscribe_bank() -> Observable[BankState]:
-        cycle = BankCycle(packs, config, now())
+        start = now()
+        restored = restore_charge_state(start) if restore_charge_state is not None else None
+        cycle = BankCycle(packs, config, start, restored, save_charge_state)
         feeds = [
             # Cells as old as a stale pack's data are stale too: the limits must not taper on them.
             pack_feed(spec, r, s, scheduler, config.pack_stale_after)

@@ -144,7 +144,10 @@ class PackParams:
 PAIRING_KINDS = ("none", "passkey", "echo")
 
 # Changes that are not plain parameters: they act on the state.
-STATE_CHANGES = ("soc", "temperature_c", "cell_soc")
+STATE_CHANGES = ("soc", "temperature_c", "cell_soc", "ntc_fault")
+# What a JBD reports for an open (broken) NTC: the register holds 0.1 K units, raw 0 decodes as -273.1 degC,
+# the reading the issue-10 review saw from a pack with a broken sensor.
+OPEN_NTC_C = -273.1
 
 
 @dataclass(slots=True)
@@ -169,6 +172,7 @@ class SimPack:
         self._discharged_ah = 0.0
         self._overcurrent_timer = 0.0
         self._ntc_offsets = tuple(self._rng.uniform(-0.4, 0.4) for _ in range(params.ntc_count))
+        self._ntc_faults: dict[int, float] = {}  # sensor number -> the fixed value a broken NTC reads
         self.cells = [self._make_cell(params) for _ in range(params.cell_count)]
         self._spread_offsets = [self._rng.uniform(-0.5, 0.5) * params.cell_spread / 100 for _ in self.cells]
         self._set_soc(params.soc)
@@ -283,10 +287,17 @@ class SimPack:
                 self._discharged_ah -= 0.8 * p.capacity_ah
                 self.cycles += 1
 
+    def _ntc_values(self) -> list[float]:
+        """What the BMS's NTCs read (noise aside): the pack temperature, or a broken sensor's fixed value."""
+        return [
+            self._ntc_faults.get(n, self.temperature + offset)
+            for n, offset in enumerate(self._ntc_offsets, 1)
+        ]
+
     def _protect(self, dt: float, current: float) -> None:
         p = self.params
         volts = self.cell_terminal_voltages()
-        high, low, temp = max(volts), min(volts), self.temperature
+        high, low = max(volts), min(volts)
         flags = self.protection
         flags = _latch(flags, Protection.CELL_OVERVOLTAGE, high > p.cell_ov_v, high < p.cell_ov_release_v)
         flags = _latch(flags, Protection.CELL_UNDERVOLTAGE, low < p.cell_uv_v, low > p.cell_uv_release_v)
@@ -298,24 +309,29 @@ class SimPack:
         flags = _latch(
             flags, Protection.PACK_UNDERVOLTAGE, pack_v < n * p.cell_uv_v, pack_v > n * p.cell_uv_release_v
         )
-        flags = _latch(
-            flags, Protection.CHARGE_OVERTEMPERATURE, temp > p.charge_ot_c, temp < p.charge_ot_release_c
-        )
-        flags = _latch(
-            flags, Protection.CHARGE_UNDERTEMPERATURE, temp < p.charge_ut_c, temp > p.charge_ut_release_c
-        )
-        flags = _latch(
-            flags,
-            Protection.DISCHARGE_OVERTEMPERATURE,
-            temp > p.discharge_ot_c,
-            temp < p.discharge_ot_release_c,
-        )
-        flags = _latch(
-            flags,
-            Protection.DISCHARGE_UNDERTEMPERATURE,
-            temp < p.discharge_ut_c,
-            temp > p.discharge_ut_release_c,
-        )
+        # The BMS knows the temperature only through its NTCs: it judges their hottest and coldest reading (a
+        # broken one included), and with none fitted it has no temperature protection at all.
+        ntcs = self._ntc_values()
+        if ntcs:
+            hot, cold = max(ntcs), min(ntcs)
+            flags = _latch(
+                flags, Protection.CHARGE_OVERTEMPERATURE, hot > p.charge_ot_c, hot < p.charge_ot_release_c
+            )
+            flags = _latch(
+                flags, Protection.CHARGE_UNDERTEMPERATURE, cold < p.charge_ut_c, cold > p.charge_ut_release_c
+            )
+            flags = _latch(
+                flags,
+                Protection.DISCHARGE_OVERTEMPERATURE,
+                hot > p.discharge_ot_c,
+                hot < p.discharge_ot_release_c,
+            )
+            flags = _latch(
+                flags,
+                Protection.DISCHARGE_UNDERTEMPERATURE,
+                cold < p.discharge_ut_c,
+                cold > p.discharge_ut_release_c,
+            )
         flags = self._overcurrent(flags, dt, current)
         if flags & Protection.CELL_OVERVOLTAGE and not self.protection & Protection.CELL_OVERVOLTAGE:
             self.remaining_ah = p.capacity_ah  # full: the BMS resynchronises its gauge
@@ -350,7 +366,12 @@ class SimPack:
             current = 0.0  # the BMS's zero-current deadband
         current = min(max(current, -327.68), 327.67)  # the 16-bit register saturates, as the BMS's does
         p = self.params
-        temps = tuple(round(self.temperature + off + rng.gauss(0, 0.05), 1) for off in self._ntc_offsets)
+        temps = tuple(
+            self._ntc_faults[n]
+            if n in self._ntc_faults
+            else round(self.temperature + off + rng.gauss(0, 0.05), 1)
+            for n, off in enumerate(self._ntc_offsets, start=1)
+        )
         self._cells = CellVoltages(cells)
         self._info = BasicInfo(
             voltage=round(sum(cells), 2),
@@ -437,7 +458,8 @@ class SimPack:
 
     def apply(self, field: str, value: object) -> None:
         """Change one thing about the pack mid-run: a :class:`PackParams` field (``resistance_ohm``,
-        ``capacity_ah``, ...), or state: ``soc`` (%), ``temperature_c``, ``cell_soc`` ({cell: %})."""
+        ``capacity_ah``, ...), or state: ``soc`` (%), ``temperature_c``, ``cell_soc`` ({cell: %}),
+        ``ntc_fault`` ({sensor: degC a broken NTC reads, or None})."""
         if field == "soc":
             self._set_soc(float(value))  # type: ignore[arg-type]
         elif field == "temperature_c":
@@ -445,6 +467,12 @@ class SimPack:
         elif field == "cell_soc":
             for cell_no, soc in dict(value).items():  # type: ignore[call-overload]
                 self.cells[int(cell_no) - 1].soc = min(max(float(soc) / 100, SOC_MIN), SOC_MAX)
+        elif field == "ntc_fault":  # {sensor: degC it now reads, or None: repaired}
+            for sensor, reads in dict(value).items():  # type: ignore[call-overload]
+                if reads is None:
+                    self._ntc_faults.pop(int(sensor), None)
+                else:
+                    self._ntc_faults[int(sensor)] = float(reads)
         else:
             self._apply_param(field, value)
         self._measure()

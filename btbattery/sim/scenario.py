@@ -329,9 +329,21 @@ class _Parser:
                 values[name] = self.cell_soc(value, where, packs[pack - 1].cell_count)
             elif name == "temperature_c":
                 values[name] = self.number(value, where)
+            elif name == "ntc_fault":
+                values[name] = self.ntc_fault(value, where, packs[pack - 1].ntc_count)
             else:
                 values[name] = self.param(name, value, where)
         return PackChange(self.number(raw["at"], f"{key}.at", 0), pack, values)
+
+    def ntc_fault(self, value: object, key: str, ntc_count: int) -> dict[int, float | None]:
+        if not isinstance(value, dict):
+            raise self.fail(key, "expected an object {sensor number: degC it reads, or null}")
+        out: dict[int, float | None] = {}
+        for sensor, reads in value.items():
+            if not str(sensor).isdigit() or not 1 <= int(sensor) <= ntc_count:
+                raise self.fail(f"{key}.{sensor}", f"not a sensor number between 1 and {ntc_count}")
+            out[int(sensor)] = None if reads is None else self.number(reads, f"{key}.{sensor}")
+        return out
 
     def cell_soc(self, value: object, key: str, cell_count: int) -> dict[int, float]:
         if not isinstance(value, dict):

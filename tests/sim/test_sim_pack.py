@@ -251,3 +251,19 @@ def test_a_huge_current_saturates_the_register_instead_of_breaking_the_answer() 
     SimBank([sim]).step(0.1, 500.0)
     assert sim.basic_info().current == 327.67
     assert sim.respond(jbd.BASIC_INFO_REQUEST) is not None
+
+
+def test_the_bms_judges_temperature_by_its_ntcs_only() -> None:
+    """A broken NTC reads -273.1 degC (raw 0) and the BMS trips on it; a pack with no NTC fitted cannot see
+    the cold at all (what the issue-10 review found: no protection, no derating)."""
+    broken = pack(1)
+    broken.apply("ntc_fault", {1: -273.1})
+    broken.step(1.0, 10.0)
+    assert broken.basic_info().temperatures[0] == -273.1
+    assert broken.protection & Protection.CHARGE_UNDERTEMPERATURE and not broken.fet_allows_charge
+    broken.apply("ntc_fault", {1: None})
+    broken.step(1.0, 0.0)
+    assert not broken.protection & Protection.CHARGE_UNDERTEMPERATURE
+    blind = pack(2, ntc_count=0, temperature_c=-10.0, ambient_c=-10.0)
+    blind.step(1.0, 10.0)
+    assert blind.basic_info().temperatures == () and blind.fet_allows_charge

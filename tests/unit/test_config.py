@@ -267,7 +267,7 @@ def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
             "TEMPERATURES_WHILE_DISCHARGING = -20, 0, 5, 5, 15, 45, 55\n",
             r"TEMPERATURES_WHILE_DISCHARGING .* is not strictly ascending",
         ),
-        ("MAX_CELL_VOLTAGE = 3.7\n", r"MAX_CELL_VOLTAGE = 3\.7 must be below CELL_OVERVOLTAGE = 3\.65"),
+        ("MAX_CELL_VOLTAGE = 3.7\n", r"MAX_CELL_VOLTAGE = 3\.7 must be below CELL_OVERVOLTAGE = 3\.6 "),
         ("MIN_CHARGE_CELL_VOLTAGE = 3.5\n", r"MIN_CHARGE_CELL_VOLTAGE must not exceed MAX_CELL_VOLTAGE"),
         (
             "MAX_CELL_VOLTAGE = 3.4\nMAX_CELL_VOLTAGE = 3.5\n",
@@ -318,6 +318,26 @@ def test_a_serialbattery_config_starts_with_one_warning_naming_what_is_unused(
     assert (config.block_on_disconnect, config.block_on_disconnect_timeout_minutes) == (False, 30)
     assert config.bms_cable_alarm == 60  # True: serialbattery's 60 s
     assert config.poll_interval == default_config().poll_interval  # empty: the built-in default
+    # charge modes: serialbattery's names and meanings; "empty" disables as there
+    assert (config.float_cell_voltage, config.switch_to_float_wait_for_sec) == (3.375, 900)
+    assert (config.switch_to_bulk_soc_threshold, config.switch_to_bulk_cell_voltage_diff) == (80, 0.08)
+    assert config.soc_reset_after_days == 0  # SOC_RESET_AFTER_DAYS = (empty): never
+
+
+def test_a_soc_reset_voltage_at_the_bms_trip_aims_below_the_stop_rule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """serialbattery's SOC_RESET_CELL_VOLTAGE is a JBD's trip, 3.65 V, above our CELL_OVERVOLTAGE: the config
+    starts, and once a reset is in use one warning says where it aims (the charge mode keeps to that)."""
+    from btbattery.pipeline.chargemode import ChargeState, voltage_target
+
+    path = tmp_path / "config.ini"
+    path.write_text("SOC_RESET_CELL_VOLTAGE = 3.65\nSOC_RESET_AFTER_DAYS = 7\n")
+    with caplog.at_level(logging.WARNING):
+        config = load_config(path, search_dirs=())
+    assert any("aims at 3.590 V" in r.getMessage() for r in caplog.records)
+    due = ChargeState(last_soc_reset=0.0)
+    assert voltage_target(due, config, 16, 7 * 86400.0).cell_voltage == pytest.approx(3.59)
 
 
 @pytest.mark.parametrize(

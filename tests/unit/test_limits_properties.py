@@ -1,4 +1,4 @@
-"""The safety invariants of design.md, over generated banks of 1-16 packs."""
+"""The safety invariants of the README's "Charge limits", over generated banks of 1-16 packs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from btbattery.config import default_config
-from btbattery.model import CHARGE_BLOCKING, DISCHARGE_BLOCKING, ChargeLimits, ImbalanceStatus, Protection
-from btbattery.pipeline.limits import PACK_CURRENT_NOISE, interpolate, rate_limit, target_limits
+from btbattery.model import CHARGE_BLOCKING, DISCHARGE_BLOCKING, ImbalanceStatus, Protection
+from btbattery.pipeline.aggregate import aggregate
+from btbattery.pipeline.limits import (
+    PACK_CURRENT_NOISE,
+    LimitMemory,
+    interpolate,
+    measured_voltage,
+    next_limits,
+    target_limits,
+)
 
 CONFIG = default_config()
 imbalances = st.builds(ImbalanceStatus, st.booleans(), st.booleans(), st.booleans())
@@ -95,17 +103,46 @@ def check_cell_voltage_stops(snapshot, specs, config, limits) -> None:
         assert limits.discharge_current == 0
 
 
-def check_no_active_pack(snapshot, specs, config, limits) -> None:
-    if snapshot.active_packs == 0 or not any(s.fresh for s in snapshot.packs):
-        assert limits.charge_current == limits.discharge_current == 0
+def check_no_fresh_pack(snapshot, specs, config, limits) -> None:
+    """Without a fresh pack nothing is charged; a DCL is left only by stale packs, derated."""
+    if not any(s.fresh for s in snapshot.packs):
+        assert limits.charge_current == 0
+        by_number = {spec.number: spec for spec in specs}
+        stale = sum(by_number[s.pack].discharge_limit for s in active(snapshot))
+        assert close_enough(limits.discharge_current, stale * config.pack_dropout_discharge_fraction)
 
 
 def check_cvl(snapshot, specs, config, limits) -> None:
+    """Within cells x MIN_CELL_VOLTAGE .. cells x MAX_CELL_VOLTAGE, and never a valid 0 V: 0 only when no
+    pack is active (unknown, kept from before by next_limits and never published as valid)."""
     if snapshot.cells_per_pack:
         assert close_enough(limits.charge_voltage, snapshot.cells_per_pack * config.max_cell_voltage)
-        assert limits.charge_voltage >= snapshot.cells_per_pack * config.min_charge_cell_voltage - 1e-9
+        assert limits.charge_voltage >= snapshot.cells_per_pack * config.min_cell_voltage - 1e-9
+        assert limits.charge_voltage > 0
     else:
         assert limits.charge_voltage == 0
+
+
+def check_cvl_below_the_bank_while_a_cell_is_high(snapshot, specs, config, limits) -> None:
+    """The penalty method: while any cell is above MAX_CELL_VOLTAGE the CVL is at or below the measured bank
+    voltage (the chargers stop pushing), unless that would break the floor cells x MIN_CELL_VOLTAGE."""
+    packs = active(snapshot)
+    high = any(s.reading.cells is not None and max(s.reading.cells.voltages) > config.max_cell_voltage
+               for s in packs)  # fmt: skip
+    if high and snapshot.cells_per_pack:
+        floor = snapshot.cells_per_pack * config.min_cell_voltage
+        assert limits.charge_voltage <= max(snapshot.voltage, floor) + 1e-9
+        assert limits.charge_voltage <= max(measured_voltage(packs), floor) + 1e-9
+
+
+def check_cells_unknown_caps_cvl(snapshot, specs, config, limits) -> None:
+    """A pack without cell voltages caps the CVL at its own voltage (or the floor)."""
+    if not snapshot.cells_per_pack:
+        return
+    floor = snapshot.cells_per_pack * config.min_cell_voltage
+    for status in active(snapshot):
+        if status.reading.cells is None:
+            assert limits.charge_voltage <= max(status.reading.info.voltage, floor) + 1e-9
 
 
 def check_cvl_fits_the_smallest_pack(snapshot, specs, config, limits) -> None:
@@ -133,7 +170,7 @@ def check_no_charge_into_a_pack_that_must_get_none(snapshot, specs, config, limi
                         config.max_charge_current_cv_fraction),
             *(interpolate(t, config.temperatures_while_charging, config.max_charge_current_t_fraction)
               for t in info.temperatures),
-        ]  # fmt: skip
+        ] if info.temperatures else [1.0]  # fmt: skip
         if min(fractions) == 0:
             assert limits.charge_current == 0, status.pack
 
@@ -143,8 +180,10 @@ INVARIANTS = (
     check_sum_of_enabled_active_packs,
     check_known_shares,
     check_cell_voltage_stops,
-    check_no_active_pack,
+    check_no_fresh_pack,
     check_cvl,
+    check_cvl_below_the_bank_while_a_cell_is_high,
+    check_cells_unknown_caps_cvl,
     check_cvl_fits_the_smallest_pack,
     check_no_charge_into_a_pack_that_must_get_none,
 )
@@ -162,6 +201,10 @@ def coverage_tags(snapshot, limits) -> set[str]:
         tags.add("over-voltage")
     if any(not s.fresh and s.active for s in snapshot.packs):
         tags.add("stale")
+    if any(" above " in r for r in limits.reasons):
+        tags.add("penalty")
+    if any("cells unknown" in r for r in limits.reasons):
+        tags.add("cells unknown")
     if len(snapshot.packs) >= 10:
         tags.add("big bank")
     return tags
@@ -183,20 +226,30 @@ def test_invariants_hold_for_generated_banks() -> None:
 
     prop()
     wanted = {"no active", "active", "ccl zero", "ccl positive", "dcl positive", "measured shares"}
-    assert seen >= wanted | {"capacity shares", "over-voltage", "stale", "big bank"}
+    assert seen >= wanted | {
+        "capacity shares",
+        "over-voltage",
+        "stale",
+        "big bank",
+        "penalty",
+        "cells unknown",
+    }
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(banks(max_packs=6), imbalances), min_size=2, max_size=12), st.floats(0.1, 5))
-def test_rate_limited_limits_fall_at_once_and_rise_slowly(sequence, dt) -> None:
-    previous: ChargeLimits | None = None
-    for (snapshot, specs), imbalance in sequence:
+def test_published_limits_fall_at_once_and_rise_slowly(sequence, dt) -> None:
+    memory = LimitMemory()
+    for tick, ((snapshot, specs), imbalance) in enumerate(sequence):
+        previous = memory.limits
         target = target_limits(snapshot, imbalance, specs, CONFIG)
-        limits = rate_limit(previous, target, dt, CONFIG)
+        outage = not any(s.fresh for s in snapshot.packs)
+        limits, memory = next_limits(memory, target, tick * dt, dt, CONFIG, outage)
         assert limits.charge_current <= target.charge_current  # never above what the bank allows now
         assert limits.discharge_current <= target.discharge_current
         if target.charge_voltage:
             assert limits.charge_voltage <= target.charge_voltage
+            check_cvl_below_the_bank_while_a_cell_is_high(snapshot, specs, CONFIG, limits)
         if previous is not None:
             step = CONFIG.current_limit_rise_rate * dt + 1e-9
             assert limits.charge_current - previous.charge_current <= step
@@ -204,6 +257,90 @@ def test_rate_limited_limits_fall_at_once_and_rise_slowly(sequence, dt) -> None:
             if previous.charge_voltage:
                 assert (
                     limits.charge_voltage - previous.charge_voltage
-                    <= CONFIG.charge_voltage_rise_rate * dt + 1e-9
+                    <= CONFIG.cvl_recovery_rate_v_per_sec * dt + 1e-9
                 )
-        previous = limits
+
+
+def _with_temperatures(snapshot, pack: int, temperatures: tuple[float, ...]):
+    statuses = []
+    for s in snapshot.packs:
+        if s.pack == pack and s.reading is not None:
+            info = dataclasses.replace(s.reading.info, temperatures=temperatures)
+            s = dataclasses.replace(s, reading=dataclasses.replace(s.reading, info=info))
+        statuses.append(s)
+    return aggregate(snapshot.time, statuses)
+
+
+BROKEN = st.sampled_from([-273.1, -50.0, 101.0, 150.0, 6280.0, math.nan])
+
+
+@settings(max_examples=150, deadline=None)
+@given(banks(max_packs=6), BROKEN, st.data())
+def test_a_broken_sensor_never_zeroes_the_bank(bank, broken, data) -> None:
+    """An implausible reading is dropped: beside plausible sensors it changes nothing; as a pack's only
+    sensors it leaves the pack "temperature unknown" (derated, not 0), so a bank that could be charged and
+    discharged with that pack at 25 degC still can."""
+    snapshot, specs = bank
+    fresh = [s for s in snapshot.packs if s.fresh and s.reading is not None]
+    if not fresh:
+        return
+    pack = data.draw(st.sampled_from(fresh))
+    info = pack.reading.info
+    assume_no_temperature_stop = not info.protection & (
+        Protection.CHARGE_OVERTEMPERATURE | Protection.CHARGE_UNDERTEMPERATURE
+        | Protection.DISCHARGE_OVERTEMPERATURE | Protection.DISCHARGE_UNDERTEMPERATURE
+    )  # fmt: skip
+    if not assume_no_temperature_stop:
+        return
+    imbalance = ImbalanceStatus()
+    if info.temperatures:
+        before = target_limits(snapshot, imbalance, specs, CONFIG)
+        extra = _with_temperatures(snapshot, pack.pack, (*info.temperatures, broken))
+        after = target_limits(extra, imbalance, specs, CONFIG)
+        assert (after.charge_current, after.discharge_current) == (
+            before.charge_current,
+            before.discharge_current,
+        )
+    comfortable = target_limits(_with_temperatures(snapshot, pack.pack, (25.0,)), imbalance, specs, CONFIG)
+    only_broken = target_limits(_with_temperatures(snapshot, pack.pack, (broken,)), imbalance, specs, CONFIG)
+    for healthy, faulty in (
+        (comfortable.charge_current, only_broken.charge_current),
+        (comfortable.discharge_current, only_broken.discharge_current),
+    ):
+        assert healthy == 0 or faulty > 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(banks(max_packs=6), st.data())
+def test_a_dropout_inside_the_grace_keeps_a_dcl_when_the_last_cells_were_safe(bank, data) -> None:
+    """One pack (or every pack, as when the adapter resets) loses its link: inside the grace it is stale.
+    If its last readings were safe and the other packs are healthy, the DCL stays above 0."""
+    snapshot, specs = bank
+    before = target_limits(snapshot, ImbalanceStatus(), specs, CONFIG)
+    fresh = [s for s in snapshot.packs if s.fresh]
+    if before.discharge_current <= 0 or not fresh:
+        return
+    dropped = data.draw(st.one_of(st.just(fresh), st.lists(st.sampled_from(fresh), min_size=1, unique=True)))
+    numbers = {s.pack for s in dropped}
+    by_number = {spec.number: spec for spec in specs}
+
+    def safe(status) -> bool:  # every discharge fraction above 0, FET on, no protection
+        info = status.reading.info
+        if info.protection or not info.discharge_fet or by_number[status.pack].discharge_limit <= 0:
+            return False
+        temps = info.temperatures or (25.0,)
+        fractions = [
+            interpolate(min(cells_of(status)), CONFIG.cell_voltages_while_discharging,
+                        CONFIG.max_discharge_current_cv_fraction),
+            *(interpolate(t, CONFIG.temperatures_while_discharging, CONFIG.max_discharge_current_t_fraction)
+              for t in temps),
+        ]  # fmt: skip
+        return min(fractions) > 0
+
+    if not all(safe(s) for s in active(snapshot)):
+        return
+    statuses = [dataclasses.replace(s, fresh=False) if s.pack in numbers else s for s in snapshot.packs]
+    after = target_limits(aggregate(snapshot.time, statuses), ImbalanceStatus(), specs, CONFIG)
+    assert after.discharge_current > 0
+    if not any(s.fresh for s in statuses):
+        assert after.charge_current == 0

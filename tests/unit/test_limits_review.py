@@ -93,14 +93,17 @@ def test_a_pack_claiming_zero_cells_does_not_blank_the_cvl() -> None:
 
 
 def test_a_non_finite_reading_lowers_the_limit_instead_of_dropping_out_of_the_minimum() -> None:
-    """The wire cannot carry NaN, but a bug upstream could. A NaN temperature already tapers to 0; a NaN
-    current made every measured share NaN, and NaN shares dropped out of the share limit altogether."""
+    """The wire cannot carry NaN, but a bug upstream could. A NaN temperature is a faulty sensor: the pack's
+    temperature is unknown and its limits take the TEMPERATURE_UNKNOWN fractions (capacity shares of 1/2 then
+    bound the bank by that pack); a NaN current made every measured share NaN, and NaN shares dropped out of
+    the share limit altogether."""
     nan = float("nan")
     odd = status(1, temperatures=(nan,))
     limits = target_limits(
         aggregate(0.0, [odd, status(2)]), ImbalanceStatus(), specs((50, 50), (50, 50)), CONFIG
     )
-    assert limits.charge_current == 0.0 and limits.discharge_current == 0.0
+    assert limits.charge_current == 50 * CONFIG.temperature_unknown_charge_fraction / 0.5
+    assert limits.discharge_current == 50 * CONFIG.temperature_unknown_discharge_fraction / 0.5
     busy = [status(1, current=nan), status(2, current=30.0)]  # shares cannot be measured: capacity shares
     limits = target_limits(aggregate(0.0, busy), ImbalanceStatus(), specs((10, 50), (50, 50)), CONFIG)
     assert limits.charge_current == 20.0  # pack 1 takes half: 10 A / 0.5 (before: 60 A, the sum)

@@ -20,7 +20,7 @@ from btbattery.model import (
 )
 from btbattery.pipeline.aggregate import PackFeed, aggregate, feed_error, feed_link, feed_reading, judge_pack
 from btbattery.pipeline.imbalance import Flag, ImbalanceDetector, step_flag
-from btbattery.pipeline.limits import interpolate, rate_limit, target_limits
+from btbattery.pipeline.limits import LimitMemory, interpolate, next_limits, target_limits
 
 CONFIG = default_config()
 
@@ -239,7 +239,9 @@ def test_protection_and_high_cells_stop_or_taper_charging() -> None:
     high = [status(1), status(2, cells=(3.3, 3.5, 3.3, 3.3))]  # taper 0.05 for pack 2
     limits = target_limits(aggregate(0.0, high), ImbalanceStatus(), two, CONFIG)
     assert abs(limits.charge_current - 2.5 * 2) < 1e-9  # capacity share 1/2 -> 2.5 A / 0.5
-    assert abs(limits.charge_voltage - 4 * (3.45 - 0.05)) < 1e-9  # closed loop on the highest cell
+    # Penalty method: the lowest measured pack voltage (pack 1's cells, 13.03 V) minus the excess of pack 2's
+    # 3.5 V cell over 3.45 V: below the bank, so the chargers stop pushing.
+    assert abs(limits.charge_voltage - (13.03 - 0.05)) < 1e-9
 
 
 def test_imbalance_lowers_cvl_and_derates_ccl() -> None:
@@ -251,14 +253,59 @@ def test_imbalance_lowers_cvl_and_derates_ccl() -> None:
     assert limits.charge_current == 100 * CONFIG.imbalance_charge_fraction
 
 
-def test_rate_limit_falls_at_once_rises_slowly_and_keeps_cvl_without_packs() -> None:
+def test_limits_fall_at_once_rise_slowly_and_keep_cvl_without_packs() -> None:
     from btbattery.model import ChargeLimits
 
-    previous = ChargeLimits(55.2, 10.0, 80.0)
-    limits = rate_limit(previous, ChargeLimits(56.0, 100.0, 20.0), 1.0, CONFIG)
+    memory = LimitMemory(ChargeLimits(55.2, 10.0, 80.0))
+    limits, memory = next_limits(memory, ChargeLimits(56.0, 100.0, 20.0), 100.0, 1.0, CONFIG)
     assert limits.charge_current == 10.0 + CONFIG.current_limit_rise_rate
     assert limits.discharge_current == 20.0
-    assert limits.charge_voltage == 55.2 + CONFIG.charge_voltage_rise_rate
-    assert rate_limit(previous, ChargeLimits(0.0, 0.0, 0.0), 1.0, CONFIG).charge_voltage == 55.2
+    assert limits.charge_voltage == 55.2 + CONFIG.cvl_recovery_rate_v_per_sec  # never cut: no hold
+    assert next_limits(memory, ChargeLimits(0.0, 0.0, 0.0), 101.0, 1.0, CONFIG, True)[0].charge_voltage == (
+        limits.charge_voltage
+    )
     first = ChargeLimits(55.2, 100.0, 150.0)
-    assert rate_limit(None, first, 1.0, CONFIG) == first  # first data after start or a total outage
+    assert next_limits(LimitMemory(), first, 0.0, 1.0, CONFIG)[0] == first  # first limits after start
+
+
+def test_cvl_holds_after_a_cut_then_rises_at_the_recovery_rate() -> None:
+    from btbattery.model import ChargeLimits
+
+    memory = LimitMemory(ChargeLimits(55.2, 50.0, 50.0))
+    limits, memory = next_limits(memory, ChargeLimits(54.0, 50.0, 50.0), 10.0, 1.0, CONFIG)
+    assert limits.charge_voltage == 54.0  # falls at once
+    for t in range(11, 10 + int(CONFIG.cvl_recovery_hold_sec)):
+        limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, 50.0), float(t), 1.0, CONFIG)
+        assert limits.charge_voltage == 54.0, t  # held
+    t = 10.0 + CONFIG.cvl_recovery_hold_sec
+    limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, 50.0), t, 1.0, CONFIG)
+    assert abs(limits.charge_voltage - (54.0 + CONFIG.cvl_recovery_rate_v_per_sec)) < 1e-9
+
+
+def test_a_current_limit_cut_to_zero_by_a_rule_waits_for_threshold_and_hold() -> None:
+    """The bottom-of-discharge sag: DCL 0 by the cells, the cells recover a little (below the threshold),
+    then enough, and the DCL comes back only after DCL_RECOVERY_HOLD_SEC above the threshold."""
+    from btbattery.model import ChargeLimits
+
+    threshold = CONFIG.discharge_current_recovery_threshold_percent * CONFIG.max_battery_discharge_current
+    memory = LimitMemory(ChargeLimits(55.2, 50.0, 100.0))
+    limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, 0.0), 0.0, 1.0, CONFIG)
+    assert limits.discharge_current == 0.0 and memory.discharge_held
+    limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, threshold / 2), 1.0, 1.0, CONFIG)
+    assert limits.discharge_current == 0.0 and limits.discharge_reason.endswith("recovery hold")
+    for t in range(2, 2 + int(CONFIG.dcl_recovery_hold_sec)):
+        limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, 100.0), float(t), 1.0, CONFIG)
+        assert limits.discharge_current == 0.0, t
+    t = 2.0 + CONFIG.dcl_recovery_hold_sec
+    limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, 100.0), t, 1.0, CONFIG)
+    assert limits.discharge_current == CONFIG.current_limit_rise_rate  # then it ramps
+
+
+def test_a_zero_from_an_outage_recovers_by_the_rise_rate_alone() -> None:
+    from btbattery.model import ChargeLimits
+
+    memory = LimitMemory(ChargeLimits(55.2, 50.0, 100.0))
+    limits, memory = next_limits(memory, ChargeLimits(0.0, 0.0, 0.0), 0.0, 1.0, CONFIG, outage=True)
+    assert limits.discharge_current == 0.0 and not memory.discharge_held
+    limits, memory = next_limits(memory, ChargeLimits(55.2, 50.0, 100.0), 1.0, 1.0, CONFIG)
+    assert limits.discharge_current == CONFIG.current_limit_rise_rate

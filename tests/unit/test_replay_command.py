@@ -15,14 +15,26 @@ from btbattery.model import BankState
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CONFIG = load_config(DATA / "replay_config.ini", search_dirs=())
-RECORDINGS = ["replay_dropout", "replay_imbalance", "bank3_weak"]
+DAY_CONFIG = load_config(DATA / "replay_day_config.ini", search_dirs=())
+# recording -> the config it is replayed with (tests/data/replay_expected/README.md explains each timeline)
+RECORDINGS = {
+    "replay_dropout": CONFIG,
+    "replay_imbalance": CONFIG,
+    "bank3_weak": CONFIG,
+    "replay_runaway_cell": CONFIG,
+    "replay_full_day": DAY_CONFIG,
+    "replay_adapter_loss": CONFIG,
+    "replay_broken_ntc": CONFIG,
+    "replay_cold_no_ntc": CONFIG,
+    "replay_bottom_sag": CONFIG,
+}
 _cache: dict[str, list[BankState]] = {}
 
 
 def states_of(name: str) -> list[BankState]:
     if name not in _cache:
         out: list[BankState] = []
-        replay(DATA / f"{name}.jsonl", CONFIG, out.append)
+        replay(DATA / f"{name}.jsonl", RECORDINGS[name], out.append)
         _cache[name] = out
     return _cache[name]
 
@@ -40,21 +52,38 @@ def test_timeline_matches_the_checked_in_expectation(name: str) -> None:
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_every_tick_keeps_the_safety_rules(name: str) -> None:
     states = states_of(name)
-    assert [s.snapshot.time for s in states] == [float(t) for t in range(len(states))]  # one per second
-    previous, previous_active = None, False
+    config = RECORDINGS[name]
+    interval = states[1].snapshot.time - states[0].snapshot.time
+    assert [s.snapshot.time for s in states] == [i * interval for i in range(len(states))]  # one per tick
+    previous, ever_active = None, False
     for state in states:
         lim, snap = state.limits, state.snapshot
         fresh = [s for s in snap.packs if s.fresh]
-        assert lim.charge_current <= 50.0 * len(fresh) + 1e-9  # default pack limit 50 A
-        assert lim.discharge_current <= 75.0 * len(fresh) + 1e-9
-        assert lim.charge_voltage <= 16 * CONFIG.max_cell_voltage + 1e-9
+        stale = [s for s in snap.packs if s.active and not s.fresh]
+        assert lim.charge_current <= 50.0 * len(fresh) + 1e-9  # default pack limit 50 A; stale packs: none
+        dropout = config.pack_dropout_discharge_fraction
+        bound = 75.0 * (len(fresh) + dropout * len(stale))
+        if (
+            not fresh and previous is not None
+        ):  # BLOCK_ON_DISCONNECT = False may keep the last DCL, never more
+            bound = max(bound, previous.discharge_current)
+        assert lim.discharge_current <= bound + 1e-9
+        cells = snap.cells_per_pack
+        if cells:
+            assert cells * config.min_cell_voltage - 1e-9 <= lim.charge_voltage
+            assert lim.charge_voltage <= cells * config.soc_reset_cell_voltage + 1e-9
+            if snap.max_cell_voltage is not None and snap.max_cell_voltage > config.max_cell_voltage:
+                assert lim.charge_voltage <= max(snap.voltage, cells * config.min_cell_voltage) + 1e-9
+        if ever_active:
+            assert lim.charge_voltage > 0  # never a 0 V CVL once it was known
         total = sum(s.reading.info.current for s in fresh)
-        if total >= CONFIG.share_min_bank_current:  # measured shares: nobody above its own limit
+        if total >= config.share_min_bank_current:  # measured shares: nobody above its own limit
             for status in fresh:
                 assert lim.charge_current * status.reading.info.current / total <= 50.0 + 1e-9
-        if previous is not None and previous_active:  # the first limits after start are taken as they are
-            assert lim.charge_current - previous.charge_current <= CONFIG.current_limit_rise_rate + 1e-9
-        previous, previous_active = lim, snap.active_packs > 0
+        if previous is not None and ever_active:  # the first limits after start are taken as they are
+            rise = config.current_limit_rise_rate * interval
+            assert lim.charge_current - previous.charge_current <= rise + 1e-9
+        previous, ever_active = lim, ever_active or snap.active_packs > 0
 
 
 def test_dropout_derates_at_once_and_recovers() -> None:
