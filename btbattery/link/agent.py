@@ -80,6 +80,11 @@ class PairingAgent:
         value = reply.body[0]
         return bool(value.value if isinstance(value, Variant) else value)
 
+    @property
+    def bus_name(self) -> str | None:
+        """Our connection's unique name, where BlueZ calls the agent (None before :meth:`register`)."""
+        return self._bus.unique_name if self._bus is not None and self._bus.connected else None
+
     def close(self) -> None:
         bus, self._bus = self._bus, None
         if bus is not None and bus.connected:

@@ -217,3 +217,44 @@ async def test_password_set_for_an_unlocked_pack_does_not_keep_it_from_polling(
     ours = [r for r in caplog.records if r.name.startswith("btbattery")]
     warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "ignores the FF AA handshake" in warnings[0]
+
+
+async def test_our_agent_gives_the_passkey_only_for_its_pack(system_bus: str) -> None:
+    from dbus_fast import Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    from btbattery.link.agent import AGENT_IFACE, AGENT_PATH
+
+    rig = LinkRig(
+        bank=locked_bank(pairing="passkey", passkey=PASSKEY),
+        locks={2: PackLocks(passkey=Secret(str(PASSKEY)))},
+    )
+    async with rig:
+        await rig.rec.readings_after(2, 1, since=0, timeout=15.0)
+        agent = rig.manager.port.agent  # type: ignore[union-attr]
+        assert agent is not None and agent.bus_name
+        bus = await MessageBus(bus_address=system_bus).connect()
+
+        async def ask(member: str, signature: str, body: list[object]) -> Message:
+            call = Message(
+                destination=agent.bus_name,
+                path=AGENT_PATH,
+                interface=AGENT_IFACE,
+                member=member,
+                signature=signature,
+                body=body,
+            )
+            return await bus.call(call)
+
+        try:
+            plain, locked = (p.path for p in rig.fake.packs)
+            refused = [
+                await ask("RequestPasskey", "o", [plain]),  # a device without a PASSKEY
+                await ask("RequestConfirmation", "ou", [locked, 123456]),  # not how we pair
+                await ask("RequestPinCode", "o", [locked]),
+            ]
+            assert [r.error_name for r in refused] == ["org.bluez.Error.Rejected"] * 3
+            answer = await ask("RequestPasskey", "o", [locked])
+            assert answer.message_type == MessageType.METHOD_RETURN and answer.body == [PASSKEY]
+        finally:
+            bus.disconnect()
