@@ -1,4 +1,8 @@
-"""`dbus-btbattery decode`: JBD response bytes -> one JSON object per frame; errors say why."""
+"""`dbus-btbattery decode`: JBD response bytes -> one JSON object per frame; errors say why.
+
+FF AA handshake frames (one notification each) are shown by name with the module's answer; the payload of
+a request is never printed (a 0x18 carries what the password can be recomputed from).
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,25 @@ def register_to_json(register: object) -> dict[str, object]:
     raise TypeError(f"not a register: {register!r}")
 
 
+def handshake_to_json(frame: object) -> dict[str, object]:
+    """The JSON object ``decode`` prints for one FF AA frame (the names come from ``AUTH_COMMANDS``)."""
+    from btbattery.protocol.jbd import AUTH_COMMANDS, AuthFrame
+
+    assert isinstance(frame, AuthFrame)
+    command = AUTH_COMMANDS.get(frame.command)
+    obj: dict[str, object] = {
+        "handshake": command.name if command else f"0x{frame.command:02x}",
+        "command": frame.command,
+    }
+    if len(frame.data) == 1:
+        obj["answer"] = frame.data[0]
+        if command is not None and command.answers:
+            obj["meaning"] = frame.meaning()
+    else:
+        obj["request_bytes"] = len(frame.data)
+    return obj
+
+
 def _streams(args: argparse.Namespace) -> list[tuple[str | None, list[bytes]]]:
     """(pack address or None, chunks) per independent byte stream to reassemble."""
     if args.file:
@@ -62,7 +85,7 @@ def _streams(args: argparse.Namespace) -> list[tuple[str | None, list[bytes]]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from btbattery.protocol.jbd import FrameAssembler, JbdError, decode_frame
+    from btbattery.protocol.jbd import AUTH_START, FrameAssembler, JbdError, decode_frame, parse_auth
 
     if not args.hex and not args.file:
         raise SystemExit("decode: give HEX chunks or --file RECORDING")
@@ -82,6 +105,12 @@ def main(args: argparse.Namespace) -> int:
 
         assembler = FrameAssembler(on_drop=on_drop)
         for chunk in chunks:
+            if chunk[:2] == AUTH_START:
+                try:
+                    emit(handshake_to_json(parse_auth(chunk)), pack)
+                    continue
+                except JbdError:
+                    pass  # only looked like one: the assembler says what it is
             for frame in assembler.feed(chunk):
                 try:
                     emit(register_to_json(decode_frame(frame)), pack)

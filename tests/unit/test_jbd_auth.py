@@ -87,3 +87,30 @@ def test_redact_leaves_other_traffic_alone(command: int, data: bytes) -> None:
 @given(st.integers(0, 255), st.binary(max_size=32))
 def test_any_frame_round_trips(command: int, data: bytes) -> None:
     assert jbd.parse_auth(jbd.build_auth(command, data)) == jbd.AuthFrame(command, data)
+
+
+def test_decode_command_names_handshake_frames_and_never_prints_a_payload() -> None:
+    import json
+    import subprocess
+    import sys
+
+    frames = [
+        jbd.auth_answer(jbd.AUTH_APP_KEY, 0),
+        jbd.auth_answer(jbd.AUTH_RANDOM, 0x5A),
+        jbd.auth_answer(jbd.AUTH_PASSWORD, 1),
+        jbd.password_request("AA:BB:CC:00:00:01", "123456", 0x5A),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "btbattery", "decode", *(f.hex() for f in frames)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [
+        {"handshake": "app key", "command": 0x15, "answer": 0, "meaning": "accepted"},
+        {"handshake": "random", "command": 0x17, "answer": 0x5A},
+        {"handshake": "password", "command": 0x18, "answer": 1, "meaning": "wrong password"},
+        {"handshake": "password", "command": 0x18, "request_bytes": 6},
+    ]
+    assert frames[3][4:10].hex() not in result.stdout
