@@ -32,6 +32,9 @@ EXIT_WATCHDOG = 3  # stalled loop or no data: runit restarts us
 # name appears (Venus clients read GetItems once). Packs still silent then get paths when they report.
 FIRST_READINGS_WAIT = 6.0
 SUMMARY_EVERY = 300.0  # s between INFO summary lines
+# s the stop state stays published before the name is released: DVCC reads the battery on a 1 s timer
+# (dbus-systemcalc-py delegates/dvcc.py, GLib.timeout_add(1000, ..., self._on_timer)), so two of its ticks.
+STOP_STATE_HOLD = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +249,12 @@ class Service:
             for disposable in disposables:
                 disposable.dispose()
             # Before anything slow: the last word DVCC hears from us must be a safe one (stop_state).
+            said = loop.time()
             sink.stop(no_data=fatal.done() and fatal.result() == EXIT_WATCHDOG)
             await links.stop(timeout=5.0)
             if service is not None:
+                if bus.connected:  # long enough for DVCC to act on it before the name goes
+                    await asyncio.sleep(max(0.0, STOP_STATE_HOLD - (loop.time() - said)))
                 with contextlib.suppress(Exception):
                     await service.stop()
             bus.disconnect()
