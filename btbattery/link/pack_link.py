@@ -72,8 +72,8 @@ LOCK_MESSAGES = {
     "not_paired": f"{NEEDS_PAIRING}: BlueZ says 'Not paired'; set PASSKEY (often the app's 6 digits) {WHERE}",
     "echo": f"{NEEDS_PAIRING}: it echoes every request instead of answering; set PASSKEY (often the app's "
     f"6 digits) {WHERE}",
-    "echo_bonded": "it echoes every request although BlueZ holds a bond: the bond was made without the "
-    "passkey; remove it (bluetoothctl remove MAC) so the service pairs again with PASSKEY",
+    "echo_bonded": "it still echoes every request after pairing again with PASSKEY: check PASSKEY, or "
+    "remove the bond (bluetoothctl remove MAC) and restart the service",
     "pairing_refused": f"pairing refused ({{error}}): check PASSKEY {WHERE}",
 }
 # Pair errors that mean "the passkey (or its absence) is wrong", not "the radio hiccuped" (src/device.c).
@@ -169,6 +169,7 @@ class PackLink:
         self._last_request = b""
         self._echoes = 0
         self._warned_no_lock = False
+        self._rebonded = False  # a bond made without the passkey was removed once already
         self.last_reason = ""
         # 0x03 and 0x04 every poll interval: the rate at which an outage misses requests
         self.answers = AnswerWindow(request_interval=self.config.poll_interval / 2)
@@ -399,7 +400,7 @@ class PackLink:
         while True:
             answer = await self._auth_answers.get()
             if answer is None:  # our own bytes came back
-                raise _Refused(LOCK_MESSAGES["echo" if self.locks.passkey is None else "echo_bonded"])
+                raise await self._echoing()
             if answer.command == request[2] and len(answer.data) == 1:
                 return answer
 
@@ -468,7 +469,7 @@ class PackLink:
         """A pack that never answered a read on this connection: say which lock it is, if any (raises
         :class:`_Refused`); return when none shows."""
         if self._echoes:
-            raise _Refused(LOCK_MESSAGES["echo" if self.locks.passkey is None else "echo_bonded"])
+            raise await self._echoing()
         if self.locks.password is not None:
             return  # the handshake was accepted; the silence is something else
         # A locked module relays no DD A5 but answers the app key the official app always sends.
@@ -481,7 +482,23 @@ class PackLink:
                         raise _Refused(LOCK_MESSAGES["needs_password"])
         except TimeoutError:
             return
-        raise _Refused(LOCK_MESSAGES["echo"])  # the probe itself came back as an echo
+        raise await self._echoing()  # the probe itself came back as an echo
+
+    async def _echoing(self) -> Exception:
+        """What to do about a unit that echoes our requests (it wants a passkey bond): without a PASSKEY,
+        say so; with one, the bond BlueZ holds was made without it (Just Works), so remove it once and let
+        the next connection pair with the passkey; if it echoes after that too, say so."""
+        if self.locks.passkey is None:
+            return _Refused(LOCK_MESSAGES["echo"])
+        if self._rebonded:
+            return _Refused(LOCK_MESSAGES["echo_bonded"])
+        self._rebonded = True
+        self._log(logging.WARNING, "it echoes although paired: the bond lacks the passkey; re-pairing")
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.unpair()  # RemoveDevice: the bond and the device object go
+        return _LinkDown("bond made without the passkey removed; pairing again with PASSKEY")
 
     def _drain_auth_answers(self) -> None:
         while not self._auth_answers.empty():
@@ -535,6 +552,7 @@ class PackLink:
             self._fresh_connection = False
             self._attempt = 0  # a working link resets the backoff series
             self.lock_problem = ""  # it answers now (a lock fixed in the app, a retry that passed)
+            self._rebonded = False
         self.readings.on_next(reading)
 
     def _flush(self) -> None:

@@ -608,10 +608,9 @@ class FakeBluez:
             return Message.new_method_return(msg)
         if msg.member == "RemoveDevice":
             pack = self._pack_by_path(msg.body[0])
-            if pack is not None and pack.exported and not pack.connected:
-                pack.exported = False
-                pack.paired = pack.mitm = False  # removing a device deletes its keys
-                self._remove_object(pack.path)
+            if pack is not None and pack.exported:
+                self._spawn(self._remove_device(msg, pack))
+                return True
             return Message.new_method_return(msg)
         return None
 
@@ -916,6 +915,16 @@ class FakeBluez:
         self.stats.bonds += 1
         self._set(pack.path, DEVICE_IFACE, Paired=Variant("b", True), Bonded=Variant("b", True))
         log.info("pack %d (%s) bonded (%s)", pack.number, pack.address, "passkey" if mitm else "just works")
+
+    async def _remove_device(self, msg: Message, pack: _Pack) -> None:
+        """src/adapter.c remove_device(): a connected device is disconnected first; then its object goes, and
+        with it the keys of its bond (bleak's ``unpair()`` is this call)."""
+        if pack.connected or pack.connect_task is not None:
+            await self._link_down(pack, "device removed")
+        pack.exported = False
+        pack.paired = pack.mitm = False
+        self._remove_object(pack.path)
+        self._reply(msg)
 
     def forget_bond(self, pack: int) -> None:
         """BlueZ loses pack ``pack``'s bond (keys removed, storage lost): the next link must pair again."""
