@@ -132,6 +132,7 @@ class BankCycle:
         self.charge_state = charge_state or ChargeState()
         self._save_charge_state = save_charge_state
         self._sensors: dict[int, tuple[float, PackTemperatures, SensorMemory]] = {}
+        self._roles: dict[tuple[int, int], tuple[tuple[int, ...], int]] = {}
         self.last_time: float | None = None
         self.last_active = start
         self._previous: tuple[PackStatus, ...] = ()
@@ -166,7 +167,8 @@ class BankCycle:
         # The whole-bank disconnect policy (BLOCK_ON_DISCONNECT) has the last word while no pack is fresh;
         # what it publishes is where the next tick's rise starts from.
         limits = self.disconnect.apply(snapshot, computed, now)
-        self.memory = dataclasses.replace(self.memory, limits=limits)
+        if limits is not computed:  # dataclasses.replace is not free on a small CPU: only when it changed
+            self.memory = dataclasses.replace(self.memory, limits=limits)
         self.last_time = now
         if snapshot.active_packs:
             self.last_active = now
@@ -195,7 +197,10 @@ class BankCycle:
                 out[status.pack] = known[1]
                 continue
             temps = reading.info.temperatures
-            roles = sensor_roles(self._specs.get(status.pack), self.config, len(temps))
+            roles = self._roles.get((status.pack, len(temps)))
+            if roles is None:  # which sensor is what depends only on the pack and how many it reports
+                roles = sensor_roles(self._specs.get(status.pack), self.config, len(temps))
+                self._roles[(status.pack, len(temps))] = roles
             before = known[1].faults if known is not None else ()
             judged, memory = judge_temperatures(temps, reading.time, roles, known[2] if known else None)
             for number in set(judged.faults) - set(before):

@@ -92,6 +92,8 @@ async def test_published_bank_is_the_aggregate_of_the_packs(steady) -> None:
     assert (v["/System/MinSoc"], v["/System/MinSocBatteryId"]) == (_pack(v, emptiest, "Soc"), emptiest)
     assert v["/Alarms/LowSoc"] == 1 and v["/Alarms/BmsCable"] == 0 and v["/Info/ChargeRequest"] == 0
     assert v["/Io/AllowToCharge"] == 1 and v["/Info/ChargeLimitation"]
+    # the charge policy's own paths: a ~60 % bank charging is in Bulk, its NTCs plausible
+    assert v["/Info/ChargeMode"].startswith("Bulk") and v["/Alarms/TemperatureSensor"] == 0
 
 
 async def test_pack_drop_derates_then_recovers(steady) -> None:

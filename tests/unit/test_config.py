@@ -441,3 +441,24 @@ def test_bad_secret_is_named_by_file_and_key_never_by_value(
     message = str(err.value)
     assert value not in message and value.strip("-") not in message
     assert "accepted:" in message
+
+
+def test_a_pack_file_names_its_own_temperature_sensors(tmp_path: Path) -> None:
+    """A JBD board whose first NTC is the MOSFET's: its pack file says so; the others keep the bank-wide
+    setting (every sensor a cell sensor by default)."""
+    from btbattery.pipeline.sensors import sensor_roles
+
+    pack_file = tmp_path / "p1.ini"
+    pack_file.write_text("MOSFET_TEMPERATURE_SENSOR = 1\nCELL_TEMPERATURE_SENSORS = 2, 3\n")
+    config_file = tmp_path / "config.ini"
+    config_file.write_text(f"BATTERY_ADDRESSES = A4:C1:37:00:00:01:{pack_file} A4:C1:37:00:00:02\n")
+    config = load_config(config_file, search_dirs=())
+    first, second = config.packs
+    assert (first.mosfet_sensor, first.cell_sensors) == (1, (2, 3))
+    assert sensor_roles(first, config, 3) == ((2, 3), 1)
+    assert sensor_roles(second, config, 3) == ((1, 2, 3), 0)
+    bad = tmp_path / "bad.ini"
+    bad.write_text("MOSFET_TEMPERATURE_SENSOR = 9\n")
+    config_file.write_text(f"BATTERY_ADDRESSES = A4:C1:37:00:00:01:{bad}\n")
+    with pytest.raises(ConfigError, match=r"MOSFET_TEMPERATURE_SENSOR = '9' is out of range"):
+        load_config(config_file, search_dirs=())
