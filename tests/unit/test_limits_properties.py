@@ -307,7 +307,7 @@ def test_a_broken_sensor_never_zeroes_the_bank(bank, broken, data) -> None:
         (comfortable.charge_current, only_broken.charge_current),
         (comfortable.discharge_current, only_broken.discharge_current),
     ):
-        assert healthy == 0 or faulty > 0
+        assert healthy < 1e-9 or faulty > 0  # (a denormal limit times 0.1 may underflow to 0)
 
 
 @settings(max_examples=150, deadline=None)
