@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from btbattery.model import LinkState
+
 Items = dict[str, tuple[Any, str]]  # path -> (value, text); value None = invalid
 
 _PACK_PATH = re.compile(r"^/Parallel/Battery(\d+)/(\w+)$")
@@ -86,8 +88,13 @@ def packs_of(items: Mapping[str, tuple[Any, str]]) -> dict[int, PackView]:
     return {n: (leaves.get(n, {}), [v for _, v in sorted(cells.get(n, {}).items())]) for n in numbers}
 
 
+# Wide enough for every link state ("authenticating" is the longest), so a pack's row never shifts.
+LINK_WIDTH = max(len(state.value) for state in LinkState)
+
+
 def _pack_table(items: Mapping[str, tuple[Any, str]]) -> list[str]:
-    header = f"{'#':>2}  {'Address':<17}  {'Link':<11}  {'On':>2}  {'Voltage':>9}  {'Current':>9}  {'SoC':>5}"
+    header = f"{'#':>2}  {'Address':<17}  {'Link':<{LINK_WIDTH}}  {'On':>2}  "
+    header += f"{'Voltage':>9}  {'Current':>9}  {'SoC':>5}"
     lines = [header + "  Cells min/max", "-" * (len(header) + 15)]
     for number, (leaves, cells) in packs_of(items).items():
 
@@ -97,7 +104,7 @@ def _pack_table(items: Mapping[str, tuple[Any, str]]) -> list[str]:
 
         cell_text = f"{min(cells):.3f}/{max(cells):.3f} V" if cells else "---"
         lines.append(
-            f"{number:>2}  {col('Address'):<17}  {col('LinkState'):<11}  {col('Connected'):>2}  "
+            f"{number:>2}  {col('Address'):<17}  {col('LinkState'):<{LINK_WIDTH}}  {col('Connected'):>2}  "
             f"{col('Voltage'):>9}  {col('Current'):>9}  {col('Soc'):>5}  {cell_text}"
         )
         detail = [f"{leaf} {entry[1]}" for leaf, entry in sorted(leaves.items()) if leaf not in PACK_COLUMNS]

@@ -68,3 +68,19 @@ def test_snapshot_keys_come_from_the_view_tables_and_invalid_is_null() -> None:
     assert snap["bank"]["soc"] is None and snap["bank"]["voltage"] is None
     assert snap["packs"] == [{"number": 1, "cells": [3.30, 3.31]}]  # cells in cell order, not path order
     assert snap["paths"]["/Soc"] is None
+
+
+def test_every_link_state_fits_its_column() -> None:
+    from btbattery.model import LinkState
+    from btbattery.view import render
+
+    rows = []
+    for state in LinkState:
+        items = {
+            "/Parallel/Battery1/Address": ("A4:C1:37:00:00:01", "A4:C1:37:00:00:01"),
+            "/Parallel/Battery1/LinkState": (state.value, state.value),
+            "/Parallel/Battery1/Connected": (0, "0"),
+        }
+        screen = render(items, "svc", "status")
+        rows.append(next(line for line in screen.splitlines() if "A4:C1:37:00:00:01" in line))
+    assert len({row.index(" 0 ") for row in rows}) == 1  # the next column starts at the same place
