@@ -186,9 +186,19 @@ PROTECTION_WORDS: dict[Protection, str] = {
 }
 
 
+_PROTECTION_BITS = tuple((int(flag), word) for flag, word in PROTECTION_WORDS.items())
+_PROTECTION_TEXTS: dict[int, str] = {0: ""}  # raw bits -> text: every pack, every tick, nearly always 0
+
+
 def protection_text(flags: Protection) -> str:
     """``"cell OV, charge OT"``; empty when the BMS reports no protection."""
-    return ", ".join(word for flag, word in PROTECTION_WORDS.items() if flags & flag)
+    raw = int(flags)
+    text = _PROTECTION_TEXTS.get(raw)
+    if text is None:
+        text = ", ".join(word for bit, word in _PROTECTION_BITS if raw & bit)
+        if len(_PROTECTION_TEXTS) < 256:  # the decoder caps what it keeps the same way
+            _PROTECTION_TEXTS[raw] = text
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +234,16 @@ def _cells(leaf: str, meaning: str, pick: Callable[[tuple[float, ...]], float]) 
     return PackPath(leaf, meaning, lambda f: pick(f.cells) if f.cells else None, CELL_VOLT, measured=True)
 
 
+AGE_FINE_FOR = 60  # s: ages count in seconds up to here, then in whole minutes
+
+
 def _age(now: float, then: float | None) -> int | None:
-    return None if then is None else max(0, int(now - then))
+    """Whole seconds, then whole minutes (still in s): a connected pack's RSSI ages for hours, and a path
+    that changes every tick for every pack costs a Cerbo more than the second's precision is worth."""
+    if then is None:
+        return None
+    age = max(0, int(now - then))
+    return age if age < AGE_FINE_FOR else age - age % 60
 
 
 # The per-pack paths: this table builds the tree, computes the values and writes the README's rows.
@@ -272,7 +290,7 @@ PACK_PATHS: dict[str, PackPath] = {
         PackPath("Rssi", "signal strength BlueZ last reported for pack n", lambda f: f.link.rssi, DBM),
         PackPath(
             "RssiAge",
-            "age of that RSSI (BlueZ reports it only while scanning)",
+            "age of that RSSI (BlueZ reports it only while scanning); whole minutes after the first",
             lambda f: _age(f.now, f.link.rssi_time),
             SECONDS,
         ),
@@ -293,7 +311,7 @@ PACK_PATHS: dict[str, PackPath] = {
         ),
         PackPath(
             "LastUpdate",
-            "s since pack n's last reading",
+            "s since pack n's last reading; whole minutes after the first",
             lambda f: _age(f.now, f.status.reading.time if f.status.reading else None),
             SECONDS,
         ),
@@ -416,6 +434,8 @@ class BatteryService:
         self._store = CustomNameStore(custom_name_store)
         # pack number -> (voltage path, balance path) per cell published so far; built once, not per tick
         self._cell_paths: dict[int, list[tuple[str, str]]] = {}
+        # pack number -> (path, how its value comes about) for every per-pack path, likewise
+        self._pack_paths: dict[int, list[tuple[str, Callable[[PackFacts], Any]]]] = {}
         self.tree = BusItemTree(bus)
         self._add_identity(device_instance, product_name, process_name)
         for path, spec in BANK_PATHS.items():
@@ -462,8 +482,11 @@ class BatteryService:
             log.error("custom name %r not saved to %s: %s", name, self._store.path, err)
 
     def _add_pack(self, number: int, address: str) -> None:
-        for leaf, spec in PACK_PATHS.items():
-            self.tree.add(f"/Parallel/Battery{number}/{leaf}", text=spec.text)
+        paths = self._pack_paths[number] = []
+        for leaf, row in PACK_PATHS.items():
+            path = f"/Parallel/Battery{number}/{leaf}"
+            self.tree.add(path, text=row.text)
+            paths.append((path, row.value))
         self.tree[f"/Parallel/Battery{number}/Address"] = address
         self.tree[f"/Parallel/Battery{number}/Connected"] = 0
 
@@ -500,15 +523,14 @@ class BatteryService:
             self.tree.update(values)
 
     def _pack_values(self, pack: PackStatus, link: LinkStats, now: float, values: dict[str, Any]) -> None:
-        prefix = f"/Parallel/Battery{pack.pack}/"
-        if prefix + "Address" not in self.tree:  # a pack the service was not told about: still show it
+        if pack.pack not in self._pack_paths:  # a pack the service was not told about: still show it
             self._add_pack(pack.pack, pack.address)
         live = pack.reading if pack.active else None
         info = live.info if live is not None else None
         cells = live.cells.voltages if live is not None and live.cells is not None else ()
         facts = PackFacts(pack, info, cells, link, now)
-        for leaf, row in PACK_PATHS.items():
-            values[prefix + leaf] = row.value(facts)
+        for path, value in self._pack_paths[pack.pack]:
+            values[path] = value(facts)
         self._ensure_cells(pack.pack, max(len(cells), info.cell_count if info else 0))
         bits = info.balance_bits if info else None
         count = len(cells)

@@ -10,7 +10,6 @@ BankPage {
 
 	GradientListView {
 		objectName: "bankList"
-		anchors.fill: parent
 		visible: root.isBank
 		model: VisibleItemModel {
 			ListText {

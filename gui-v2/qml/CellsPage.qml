@@ -10,7 +10,6 @@ BankPage {
 
 	GradientListView {
 		objectName: "cellList"
-		anchors.fill: parent
 		visible: root.isBank
 		model: root.packCount
 		spacing: Theme.geometry_gradientList_spacing

@@ -4,29 +4,35 @@ import QtQuick
 import Victron.VenusOS
 import "Format.js" as Format
 
-Rectangle {
+Item {
 	id: box
 
 	required property string serviceUid
 	required property int pack
 	readonly property string base: box.serviceUid + "/Parallel/Battery" + box.pack + "/"
 	readonly property int cellCount: cellCountItem.valid ? cellCountItem.value : 0
+	readonly property int margin: Theme.geometry_page_content_horizontalMargin
 
 	objectName: "cells" + box.pack
 	width: ListView.view ? ListView.view.width : 0
-	height: column.height + 2 * Theme.geometry_gradientList_spacing
-	color: Theme.color_listItem_background
-	radius: Theme.geometry_listItem_radius
+	height: column.height + 2 * Theme.geometry_listItem_content_verticalMargin
 
 	VeQuickItem { id: cellCountItem; uid: box.base + "CellCount" }
 	VeQuickItem { id: highest; uid: box.base + "MaxCellVoltage" }
 	VeQuickItem { id: lowest; uid: box.base + "MinCellVoltage" }
 
+	// Inset from the page edges like the other list items.
+	Rectangle {
+		anchors { fill: parent; leftMargin: box.margin; rightMargin: box.margin }
+		color: Theme.color_listItem_background
+		radius: Theme.geometry_listItem_radius
+	}
+
 	Column {
 		id: column
-		x: Theme.geometry_page_content_horizontalMargin
-		y: Theme.geometry_gradientList_spacing
-		width: box.width - 2 * Theme.geometry_page_content_horizontalMargin
+		x: 2 * box.margin
+		y: Theme.geometry_listItem_content_verticalMargin
+		width: box.width - 4 * box.margin
 		spacing: Theme.geometry_gradientList_spacing
 
 		Text {

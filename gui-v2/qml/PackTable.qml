@@ -10,7 +10,6 @@ BankPage {
 
 	GradientListView {
 		objectName: "packList"
-		anchors.fill: parent
 		visible: root.isBank
 		model: root.packCount
 		delegate: PackRow {

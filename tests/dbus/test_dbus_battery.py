@@ -470,3 +470,8 @@ async def test_pack_out_of_the_bank_shows_no_old_measurements(
         1,
     )
     assert one["LastUpdate"] == 32
+
+    # After a minute, ages move in whole minutes: a connected pack's RSSI ages for hours
+    service.publish(with_snapshot(state, packs=tuple(packs), time=135.0))
+    one = _pack_items(await get_items(client, SERVICE_NAME), 1)
+    assert (one["RssiAge"], one["LastUpdate"]) == (120, 120)

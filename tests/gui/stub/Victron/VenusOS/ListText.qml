@@ -1,8 +1,8 @@
 import QtQuick
 
 // gui-v2's ListText: primary text, secondary text on the right (from dataItem when not set), a caption
-// below; hidden when not preferredVisible.
-Rectangle {
+// below, on a rounded background inset from the page edges; hidden when not preferredVisible.
+Item {
 	id: root
 
 	property string text
@@ -10,18 +10,23 @@ Rectangle {
 	property string caption
 	property bool preferredVisible: true
 	readonly property alias dataItem: dataItem
+	readonly property int margin: Theme.geometry_page_content_horizontalMargin
 
 	visible: root.preferredVisible
 	width: ListView.view ? ListView.view.width : 480
 	height: root.visible ? column.height + 2 * Theme.geometry_listItem_content_verticalMargin : 0
-	color: Theme.color_listItem_background
-	radius: Theme.geometry_listItem_radius
+
+	Rectangle {
+		anchors { fill: parent; leftMargin: root.margin; rightMargin: root.margin }
+		color: Theme.color_listItem_background
+		radius: Theme.geometry_listItem_radius
+	}
 
 	Column {
 		id: column
-		x: Theme.geometry_page_content_horizontalMargin
+		x: 2 * root.margin
 		y: Theme.geometry_listItem_content_verticalMargin
-		width: root.width - 2 * Theme.geometry_page_content_horizontalMargin
+		width: root.width - 4 * root.margin
 
 		Item {
 			width: parent.width
