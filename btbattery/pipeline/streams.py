@@ -47,6 +47,7 @@ from btbattery.pipeline.sensors import PackTemperatures, SensorMemory, judge_tem
 log = logging.getLogger(__name__)
 
 _READING, _LINK, _ERROR = 0, 1, 2
+FIRST_SAVE_AFTER = 3600.0  # s of running before a state file that holds nothing yet is written
 
 
 def loop_scheduler(loop: asyncio.AbstractEventLoop) -> SchedulerBase:
@@ -135,6 +136,8 @@ class BankCycle:
         self._roles: dict[tuple[int, int], tuple[tuple[int, ...], int]] = {}
         self.last_time: float | None = None
         self.last_active = start
+        self._start = start
+        self._saved = charge_state is not None and charge_state.last_soc_reset is not None
         self._previous: tuple[PackStatus, ...] = ()
         self.failing = False
         self._ever_active = False
@@ -219,8 +222,15 @@ class BankCycle:
         after = self.charge_state
         if after.mode != before.mode:
             log.info("charge mode %s -> %s (%s)", before.mode, after.mode, after.reason)
-        changed = (after.mode, after.last_soc_reset) != (before.mode, before.last_soc_reset)
-        if changed and self._save_charge_state is not None:
+        # Saved when the mode changes or a SoC reset completes. The first start's reference for the SoC reset
+        # count (None -> now) is saved only once the service has run FIRST_SAVE_AFTER, so a short run (a
+        # test, a demo) never writes a state file it was not given.
+        changed = after.mode != before.mode or (
+            before.last_soc_reset is not None and after.last_soc_reset != before.last_soc_reset
+        )
+        first = not self._saved and now - self._start >= FIRST_SAVE_AFTER
+        if (changed or first) and self._save_charge_state is not None:
+            self._saved = True
             try:
                 self._save_charge_state(after, now)
             except OSError as error:  # the limits go on; a lost save only restarts the mode in Bulk

@@ -37,7 +37,7 @@ class SimulatedStack:
     addresses: list[str] = field(default_factory=list)
     bluez: asyncio.subprocess.Process | None = None
     service: asyncio.subprocess.Process | None = None
-    pack_dir: tempfile.TemporaryDirectory[str] | None = None  # the scenario's per-pack files
+    pack_dir: tempfile.TemporaryDirectory[str] | None = None  # the scenario's per-pack files, the state file
 
     @property
     def session_address(self) -> str:
@@ -76,7 +76,12 @@ class SimulatedStack:
         self.addresses = _addresses_from_ready_line(line.decode())
 
     def service_command(self) -> list[str]:
-        return [sys.executable, "-m", "btbattery", "-p", *self._pack_arguments(), *self.service_args]
+        args = list(self.service_args)
+        if "--state-file" not in args:  # a simulated bank keeps its name and charge mode out of /data
+            if self.pack_dir is None:
+                self.pack_dir = tempfile.TemporaryDirectory(prefix="btbattery-packs-")
+            args += ["--state-file", str(Path(self.pack_dir.name) / "state.json")]
+        return [sys.executable, "-m", "btbattery", "-p", *self._pack_arguments(), *args]
 
     def _pack_arguments(self) -> list[str]:
         """``MAC`` per pack, or ``MAC:/path/packN.ini`` when the scenario gives that pack a config file

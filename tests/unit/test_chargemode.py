@@ -126,3 +126,20 @@ def test_the_checked_in_diagram_is_the_tables() -> None:
 
     checked_in = Path(__file__).resolve().parents[2] / "diagrams" / "charge-modes.mmd"
     assert checked_in.read_text(encoding="utf-8") == chargemode.mermaid(), "run: dbus-btbattery diagram"
+
+
+def test_a_short_run_writes_no_state_file_a_long_one_keeps_its_reference() -> None:
+    """The first start's SoC-reset reference is saved after an hour of running, not on the first tick: a
+    test or demo that gave no state file leaves none behind. A mode change is saved at once."""
+    from btbattery.pipeline.streams import FIRST_SAVE_AFTER, BankCycle
+
+    saved: list[tuple[ChargeState, float]] = []
+    cycle = BankCycle(specs((50, 50), (50, 50)), CONFIG, 0.0, None, lambda s, t: saved.append((s, t)))
+    low = bank((3.3, 3.3, 3.3, 3.3), (3.3, 3.3, 3.3, 3.3), soc=50)
+    cycle._step_charge_mode(low, 1.0)
+    cycle._step_charge_mode(low, FIRST_SAVE_AFTER - 1)
+    assert saved == []
+    cycle._step_charge_mode(low, FIRST_SAVE_AFTER)
+    assert len(saved) == 1 and saved[0][0].last_soc_reset == 1.0
+    cycle._step_charge_mode(bank(FULL, FULL), FIRST_SAVE_AFTER + 1)
+    assert len(saved) == 2 and saved[1][0].mode is Mode.ABSORPTION
