@@ -13,7 +13,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,32 +56,46 @@ class Fatal(Exception):
         self.code = code
 
 
-async def check_adapter(adapter: str | None) -> None:
-    """Refuse to start without BlueZ and an adapter: retrying forever would only hide the fault."""
-    from btbattery.bluez import BluezMissing, adapters, managed_objects
+async def check_adapter(adapter: str | None, *more: str | None) -> None:
+    """Refuse to start without BlueZ and the adapters asked for (by name or by Bluetooth address): retrying
+    forever would only hide the fault."""
+    from btbattery.bluez import BluezMissing, managed_objects
+    from btbattery.link.bluez import adapters_of, describe_adapters, resolve_adapter
 
     try:
-        found = sorted(adapters(await managed_objects()))
+        found = adapters_of(await managed_objects())
     except (OSError, EOFError) as exc:
         raise Fatal(f"no system D-Bus to reach BlueZ: {exc}") from None
     except BluezMissing:
         raise Fatal(
             "no Bluetooth: BlueZ (org.bluez) is not running; is Bluetooth enabled on this device?"
         ) from None
-    if not found or (adapter and adapter not in found):
-        wanted = f"adapter {adapter}" if adapter else "a Bluetooth adapter"
-        raise Fatal(f"no Bluetooth adapter: BlueZ has {', '.join(found) or 'none'}, wanted {wanted}")
+    for spec in dict.fromkeys((adapter, *more)):
+        name = resolve_adapter(spec, found)
+        if name is None:
+            wanted = f"adapter {spec}" if spec else "a Bluetooth adapter"
+            raise Fatal(f"no Bluetooth adapter: BlueZ has {describe_adapters(found)}, wanted {wanted}")
+        if spec and spec != name:
+            log.info("adapter %s is %s", spec, name)
 
 
 class Watchdog:
     """Exits for runit when the loop stalls (a thread notices) or no pack has delivered data for too long."""
 
+    # s the stall watchdog gives the loop to release the packs before os._exit (if it runs at all).
+    RELEASE_WAIT = 3.0
+
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, options: RunOptions, fatal: asyncio.Future[int]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        options: RunOptions,
+        fatal: asyncio.Future[int],
+        on_stall: Callable[[], Coroutine[Any, Any, Any]] | None = None,
     ) -> None:
         self._loop = loop
         self._options = options
         self._fatal = fatal
+        self._on_stall = on_stall
         self._beat = time.monotonic()
         self._last_data = time.monotonic()
         self._stop = threading.Event()
@@ -114,10 +128,25 @@ class Watchdog:
         while not self._stop.wait(limit / 4):
             stalled = time.monotonic() - self._beat
             if stalled > limit:
-                # The loop cannot run our code any more, so nothing graceful is possible from here.
                 log.critical("watchdog: event loop stalled for %.0f s; exiting for a restart", stalled)
+                self._release_packs()
                 logging.shutdown()
                 os._exit(EXIT_WATCHDOG)
+
+    def _release_packs(self) -> None:
+        """Ask the loop to disconnect the packs, for a few seconds: a loop that is only slow still does it,
+        and BlueZ would otherwise keep the links after we are gone. A dead loop does not; the next start
+        then closes the connections it finds (see link.pack_link, locating)."""
+        if self._on_stall is None or self._loop.is_closed():
+            return
+        import concurrent.futures
+
+        future = asyncio.run_coroutine_threadsafe(self._on_stall(), self._loop)
+        try:
+            future.result(timeout=self.RELEASE_WAIT)
+        except (concurrent.futures.TimeoutError, Exception) as exc:
+            future.cancel()
+            log.critical("watchdog: could not release the packs before exiting (%s)", type(exc).__name__)
 
 
 class StateLog:
@@ -199,7 +228,8 @@ class Service:
         from btbattery.statefile import DEFAULT_STATE_FILE, charge_mode_io
 
         packs = self.config.packs
-        await check_adapter(self.options.adapter)
+        own_adapters = {p.number: p.adapter for p in packs if p.adapter}
+        await check_adapter(self.options.adapter, *own_adapters.values())
         try:
             bus = await connect_bus(self.options.dbus_address)
         except (OSError, EOFError) as exc:
@@ -211,8 +241,9 @@ class Service:
             scheduler,
             self.options.adapter,
             locks={p.number: PackLocks(p.password, p.passkey) for p in packs},
+            pack_adapters=own_adapters,
         )
-        watchdog = Watchdog(loop, self.options, fatal)
+        watchdog = Watchdog(loop, self.options, fatal, on_stall=lambda: links.stop(timeout=2.0))
         cells = FirstReadings(len(packs))
         disposables = [
             links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),

@@ -111,6 +111,15 @@ def _sensor_numbers(text: str) -> tuple[int, ...]:
     return tuple(int(item) for item in items)
 
 
+def _adapter(text: str) -> str:
+    from btbattery.link.bluez import is_adapter_spec
+
+    value = text.strip()
+    if not is_adapter_spec(value):
+        raise ValueError("not an adapter")
+    return value.upper() if ":" in value else value
+
+
 def _addresses(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(parse_pack_argument(item) for item in re.split(r"[\s,]+", text.strip()) if item)
 
@@ -170,6 +179,9 @@ _BOOL = _Key(_bool, "True or False (also yes/no, on/off, 1/0)")
 
 KEYS: dict[str, _Key] = {
     "BATTERY_ADDRESSES": _Key(_addresses, "MAC addresses AA:BB:CC:DD:EE:FF[:/path.ini] separated by spaces"),
+    "BLUETOOTH_ADAPTER": _Key(
+        _adapter, "an adapter name like hci0 or its Bluetooth address like 00:1A:7D:DA:71:13"
+    ),
     "POLL_INTERVAL": _positive(),
     "PUBLISH_INTERVAL": _positive(),
     "PACK_STALE_AFTER": _positive(),
@@ -256,7 +268,9 @@ KEYS: dict[str, _Key] = {
 }
 
 # Keys a per-pack file may set; a one-battery config names its own limits MAX_BATTERY_*, so accept those too.
+# BLUETOOTH_ADAPTER there puts that pack on its own adapter (a bank spread over two).
 PACK_KEYS = {
+    "BLUETOOTH_ADAPTER": "BLUETOOTH_ADAPTER",
     "MAX_PACK_CHARGE_CURRENT": "MAX_PACK_CHARGE_CURRENT",
     "MAX_PACK_DISCHARGE_CURRENT": "MAX_PACK_DISCHARGE_CURRENT",
     "MAX_BATTERY_CHARGE_CURRENT": "MAX_PACK_CHARGE_CURRENT",
@@ -316,6 +330,7 @@ class PackSpec:
     # MOSFET_TEMPERATURE_SENSOR apply.
     cell_sensors: tuple[int, ...] | None = None
     mosfet_sensor: int | None = None
+    adapter: str | None = None  # its own BLUETOOTH_ADAPTER, None: the bank's
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +338,7 @@ class Config:
     """Every setting, validated. Field names are the ini keys in lower case."""
 
     battery_addresses: tuple[tuple[str, str | None], ...]
+    bluetooth_adapter: str
     poll_interval: float
     publish_interval: float
     pack_stale_after: float
@@ -624,11 +640,13 @@ def _pack_specs(
             own.update(_pack_overrides(Path(pack_path)))
         charge, discharge = own["MAX_PACK_CHARGE_CURRENT"], own["MAX_PACK_DISCHARGE_CURRENT"]
         password, passkey = own["PASSWORD"], own["PASSKEY"]
+        adapter = own.get("BLUETOOTH_ADAPTER")  # only from the pack's own file; else the bank's adapter
         assert isinstance(charge, float) and isinstance(discharge, float)
         assert isinstance(password, Secret | None) and isinstance(passkey, Secret | None)
         sensors, mosfet = own.get("CELL_TEMPERATURE_SENSORS"), own.get("MOSFET_TEMPERATURE_SENSOR")
+        assert adapter is None or isinstance(adapter, str)
         specs.append(
-            PackSpec(number, mac, charge, discharge, pack_path, password, passkey, sensors, mosfet)  # type: ignore[arg-type]
+            PackSpec(number, mac, charge, discharge, pack_path, password, passkey, sensors, mosfet, adapter)  # type: ignore[arg-type]
         )
     return tuple(specs)
 

@@ -104,6 +104,7 @@ class LinkState(enum.StrEnum):
 
     OFFLINE = "offline"
     IDLE = "idle"
+    LOCATING = "locating"
     SCANNING = "scanning"
     CONNECTING = "connecting"
     PAIRING = "pairing"
@@ -112,6 +113,7 @@ class LinkState(enum.StrEnum):
     POLLING = "polling"
     BACKOFF = "backoff"
     REFUSED = "refused"  # locked against us (password or passkey): retried only after minutes
+    RESETTING = "resetting"  # power-cycling a wedged adapter
 
 
 @dataclass(frozen=True, slots=True)

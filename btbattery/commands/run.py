@@ -38,7 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="com.victronenergy.battery.virtual_parallel",
         help="D-Bus service name (default: %(default)s)",
     )
-    parser.add_argument("--adapter", default="hci0", help="Bluetooth adapter (default: %(default)s)")
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="Bluetooth adapter, hci0 or its address (default: BLUETOOTH_ADAPTER of the config)",
+    )
     parser.add_argument(
         "--device-instance",
         type=int,
@@ -110,6 +114,15 @@ def _main(args: argparse.Namespace) -> int:
     if args.watchdog <= 0:
         print("dbus-btbattery: --watchdog must be a positive number of seconds", file=sys.stderr)
         return 2
+    from btbattery.link.bluez import is_adapter_spec
+
+    if args.adapter is not None and not is_adapter_spec(args.adapter):
+        print(
+            f"dbus-btbattery: --adapter {args.adapter!r} is neither an adapter name like hci0 nor a "
+            "Bluetooth address like 00:1A:7D:DA:71:13",
+            file=sys.stderr,
+        )
+        return 2
     try:
         config = load_config(args.config, args.packs)
     except ConfigError as exc:
@@ -136,7 +149,7 @@ def _main(args: argparse.Namespace) -> int:
     options = RunOptions(
         dbus_address=args.dbus_address,
         service_name=args.service_name,
-        adapter=args.adapter or None,
+        adapter=args.adapter or config.bluetooth_adapter,
         device_instance=args.device_instance,
         state_file=args.state_file,
         no_data_timeout=args.watchdog,

@@ -18,8 +18,21 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-IDLE, SCANNING, CONNECTING, PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING, BACKOFF, REFUSED = (
+(
+    IDLE,
+    LOCATING,
+    SCANNING,
+    CONNECTING,
+    PAIRING,
+    SUBSCRIBING,
+    AUTHENTICATING,
+    POLLING,
+    BACKOFF,
+    REFUSED,
+    RESETTING,
+) = (
     "idle",
+    "locating",
     "scanning",
     "connecting",
     "pairing",
@@ -28,14 +41,18 @@ IDLE, SCANNING, CONNECTING, PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING, BACKO
     "polling",
     "backoff",
     "refused",
+    "resetting",
 )
-ACTIVE_STATES = [SCANNING, CONNECTING, PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING]
+ACTIVE_STATES = [LOCATING, SCANNING, CONNECTING, PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING, RESETTING]
 # Where a pack can turn out to be locked against us: pairing refused or needed, wrong or missing password.
 LOCK_STATES = [PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING]
 
 # Each state: name, and for timed states which LinkTimeouts field bounds it and the callback that fires.
 STATES: list[dict[str, Any]] = [
     {"name": IDLE},
+    # Asks BlueZ what it knows of the pack: closes a connection a previous client left, removes the device
+    # after repeated identical failures, notices an unpowered adapter.
+    {"name": LOCATING, "timeout": "locate", "on_timeout": "timed_out"},
     {"name": SCANNING, "timeout": "scan", "on_timeout": "timed_out"},
     {"name": CONNECTING, "timeout": "connect", "on_timeout": "timed_out"},
     # Only packs with a PASSKEY pass here; a bond BlueZ still holds makes it a quick check.
@@ -49,11 +66,20 @@ STATES: list[dict[str, Any]] = [
     # The pack is locked against us (wrong or missing password or passkey): nothing a quick retry mends,
     # so it is tried again only after minutes, and the other packs carry on.
     {"name": REFUSED, "timeout": "refused", "on_timeout": "retry"},
+    # Power-cycles the adapter (shared by its packs, bounded per hour).
+    {"name": RESETTING, "timeout": "reset", "on_timeout": "timed_out"},
 ]
 
 # "in_origin" drops a trigger fired for a state the link has already left (a timeout and a result racing).
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "begin", "source": IDLE, "dest": SCANNING},
+    {"trigger": "begin", "source": IDLE, "dest": LOCATING},
+    # BlueZ has a device object: connect to it without waiting for an advert (a connected pack sends none).
+    {"trigger": "known", "source": LOCATING, "dest": CONNECTING, "conditions": "in_origin"},
+    {"trigger": "unknown", "source": LOCATING, "dest": SCANNING, "conditions": "in_origin"},
+    # Removed from BlueZ after the same failure again and again (stale cache, a dead client's connect).
+    {"trigger": "forgotten", "source": LOCATING, "dest": SCANNING, "conditions": "in_origin"},
+    {"trigger": "wedged", "source": LOCATING, "dest": RESETTING, "conditions": "in_origin"},
+    {"trigger": "reset", "source": RESETTING, "dest": LOCATING, "conditions": "in_origin"},
     {"trigger": "found", "source": SCANNING, "dest": CONNECTING, "conditions": "in_origin"},
     {"trigger": "connected", "source": CONNECTING, "dest": SUBSCRIBING, "conditions": "in_origin"},
     {"trigger": "pair", "source": CONNECTING, "dest": PAIRING, "conditions": "in_origin"},
@@ -61,7 +87,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "subscribed", "source": SUBSCRIBING, "dest": POLLING, "conditions": "in_origin"},
     {"trigger": "authenticate", "source": SUBSCRIBING, "dest": AUTHENTICATING, "conditions": "in_origin"},
     {"trigger": "authenticated", "source": AUTHENTICATING, "dest": POLLING, "conditions": "in_origin"},
-    # Any failure or loss, from any working state: tear down, wait, start again from a fresh scan.
+    # A working link lost (another client disconnected everyone): straight back to the known device.
+    {"trigger": "lost", "source": POLLING, "dest": LOCATING, "conditions": "in_origin"},
+    # Any failure, from any working state: tear down, wait, start again.
     {
         "trigger": "fail",
         "source": ACTIVE_STATES,
@@ -70,7 +98,7 @@ TRANSITIONS: list[dict[str, Any]] = [
         "before": "plan_backoff",
     },
     {"trigger": "refuse", "source": LOCK_STATES, "dest": REFUSED, "conditions": "in_origin"},
-    {"trigger": "retry", "source": [BACKOFF, REFUSED], "dest": SCANNING},
+    {"trigger": "retry", "source": [BACKOFF, REFUSED], "dest": LOCATING},
     {"trigger": "halt", "source": [*ACTIVE_STATES, BACKOFF, REFUSED], "dest": IDLE},
 ]
 # Model methods run on every state change: leaving stops the old state's activity, entering starts
@@ -84,6 +112,7 @@ class LinkTimeouts:
     """Bounds on each step, seconds. ``request`` bounds one poll answer; ``dead_after`` timeouts in a row
     mean the link is dead and gets rebuilt."""
 
+    locate: float = 10.0  # asking BlueZ, closing a stale connection, removing a device
     scan: float = 30.0
     connect: float = 20.0  # one connection attempt (bleak's own bound)
     connect_wait: float = 60.0  # the connecting state, waiting for the adapter's turn included
@@ -94,6 +123,8 @@ class LinkTimeouts:
     request: float = 2.0
     dead_after: int = 3
     disconnect: float = 3.0
+    reset: float = 15.0  # an adapter power cycle
+    forget_after: int = 3  # identical failures in a row (not timeouts) before the device is removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +152,8 @@ def backoff_delay(policy: Backoff, attempt: int, u: float) -> float:
 def state_table(timeouts: LinkTimeouts, backoff: Backoff) -> list[dict[str, Any]]:
     """The STATES table with timeout names resolved to seconds for one link."""
     values = {
+        "locate": timeouts.locate,
+        "reset": timeouts.reset,
         "scan": timeouts.scan,
         "connect": timeouts.connect_wait,
         "subscribe": timeouts.subscribe,

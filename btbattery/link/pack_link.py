@@ -1,11 +1,15 @@
 """One pack's BLE link: a state machine from :mod:`btbattery.link.machine` driving real bleak.
 
-Each state has one *activity*, a task started on entering the state and cancelled on leaving it: scanning
-waits for the shared scanner to hear the pack, connecting connects (holding the adapter's connect lock),
-subscribing finds the JBD characteristics and starts notifications, polling asks for 0x03 then 0x04 every
-interval (after reading the model, 0x05, once per connection), and backoff tears the old connection down
-while the state's timeout (the backoff delay) runs. The link publishes what happens as two reactivex
-subjects and knows nothing about the bank.
+Each state has one *activity*, a task started on entering the state and cancelled on leaving it: locating
+asks BlueZ what it knows of the pack (closing a connection a previous client left, removing the device after
+the same failure again and again, noticing a wedged adapter), scanning waits for the shared scanner to hear
+a pack BlueZ does not know, connecting connects (holding the adapter's connect lock), subscribing opens the
+transport (JBD characteristics, notifications), polling asks for 0x03 then 0x04 every interval (after reading
+the model, 0x05, once per connection), resetting
+power-cycles the adapter, and backoff tears the old connection down while the state's timeout (the backoff
+delay) runs. A working link that is lost goes straight back to locating: the device is known, so the
+reconnect needs no scan and no wait. The link publishes what happens as two reactivex subjects and knows
+nothing about the bank.
 
 Newer units carry locks (../shared/reference/jbd-auth.md). A pack with a PASSKEY passes through pairing
 (our own BlueZ agent answers the passkey; a kept bond makes it a quick check), a pack with a PASSWORD through
@@ -20,6 +24,8 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,20 +33,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from reactivex.subject import Subject
 
 from btbattery.link.answers import AnswerWindow
+from btbattery.link.bluez import BluezError, BluezHousekeeper, describe_adapters, resolve_adapter
 from btbattery.link.machine import (
     AUTHENTICATING,
     BACKOFF,
     CONNECTING,
     IDLE,
+    LOCATING,
     PAIRING,
     POLLING,
     REFUSED,
+    RESETTING,
     SCANNING,
     SUBSCRIBING,
     Backoff,
     LinkTimeouts,
     build_machine,
 )
+from btbattery.link.transport import GattTransport, TransportError
 from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading, Secret
 from btbattery.protocol import jbd
 from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST, HARDWARE_REQUEST
@@ -48,9 +58,7 @@ from btbattery.protocol.poll import PollDecoder
 
 if TYPE_CHECKING:
     from bleak import BleakClient
-    from bleak.backends.characteristic import BleakGATTCharacteristic
     from bleak.backends.device import BLEDevice
-    from bleak.backends.service import BleakGATTServiceCollection
     from reactivex.abc import SchedulerBase
 
     from btbattery.link.agent import PairingAgent
@@ -83,9 +91,9 @@ PAIRING_REFUSALS = (
     "org.bluez.Error.AuthenticationCanceled",
 )
 
-_UUID = "0000{}-0000-1000-8000-00805f9b34fb"
-# (notify, write) characteristic pairs, most common first: ff01/ff02, and fff1/fff2 on some units.
-GATT_PAIRS = ((_UUID.format("ff01"), _UUID.format("ff02")), (_UUID.format("fff1"), _UUID.format("fff2")))
+# Failures that say "not there" (out of range, switched off) rather than "BlueZ holds something stale":
+# they never count towards removing the device from BlueZ.
+_ABSENCE = re.compile(r"timed out|timeout|link lost|not found|not powered", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +113,91 @@ class PackLocks:
 
 
 class AdapterPort:
-    """What the packs on one Bluetooth adapter share: the connect lock and the scan."""
+    """What the packs on one Bluetooth adapter share: the connect lock, the scan, the power cycles.
 
-    def __init__(self, adapter: str | None, scanner: SharedScanner | None = None) -> None:
+    ``adapter`` is what the user configured, ``hci0`` or the adapter's Bluetooth address; :meth:`resolve`
+    turns an address into the adapter's current name (hciN numbers can swap between boots).
+    """
+
+    POWER_CYCLES_PER_HOUR = 3  # a controller that needs more is broken; do not toggle it forever
+
+    def __init__(
+        self,
+        adapter: str | None,
+        scanner: SharedScanner | None = None,
+        bluez: BluezHousekeeper | None = None,
+    ) -> None:
+        from btbattery.link.bluez import is_adapter_spec
         from btbattery.link.scanner import SharedScanner
 
-        self.adapter = adapter
+        self.spec = adapter
+        self.name: str | None = adapter if adapter and not _is_address(adapter) else None
+        if adapter is not None and not is_adapter_spec(adapter):
+            raise ValueError(f"adapter {adapter!r} is neither a name like hci0 nor an address")
         # BlueZ takes one connection attempt at a time per adapter; a second fails with InProgress.
         self.connect_lock = asyncio.Lock()
-        self.scanner = scanner or SharedScanner(adapter)
-        self.agent: PairingAgent | None = None  # set when any pack on the port has a PASSKEY
+        self.scanner = scanner or SharedScanner(self.name)
+        self.bluez = bluez or BluezHousekeeper()
+        self.agent: PairingAgent | None = None  # set when any pack has a PASSKEY
+        self._cycle: asyncio.Task[bool] | None = None
+        self._cycles: list[float] = []
+        self.power_cycles = 0
+
+    @property
+    def adapter(self) -> str | None:
+        """The adapter's current name (None: BlueZ's first adapter, or an address not yet resolved)."""
+        return self.name
+
+    async def resolve(self) -> str:
+        """The adapter's name now; raises :class:`BluezError` when BlueZ has no such adapter."""
+        view = await self.bluez.view()
+        name = resolve_adapter(self.spec, view.adapters)
+        if name is None:
+            wanted = f"adapter {self.spec}" if self.spec else "an adapter"
+            raise BluezError(f"no Bluetooth {wanted}: BlueZ has {describe_adapters(view.adapters)}")
+        if name != self.name:
+            log.info("adapter %s is %s", self.spec or "(first)", name)
+        self.name = self.scanner.adapter = name
+        return name
+
+    def may_power_cycle(self) -> bool:
+        if self._cycle is not None and not self._cycle.done():
+            return True
+        hour_ago = time.monotonic() - 3600.0
+        self._cycles = [t for t in self._cycles if t > hour_ago]
+        return len(self._cycles) < self.POWER_CYCLES_PER_HOUR
+
+    async def power_cycle(self) -> bool:
+        """Power the adapter off and on, once for all packs asking together; True when it came back."""
+        if self._cycle is None or self._cycle.done():
+            self._cycles.append(time.monotonic())
+            self._cycle = asyncio.get_running_loop().create_task(self._power_cycle())
+        return await asyncio.shield(self._cycle)
+
+    async def _power_cycle(self) -> bool:
+        name = self.name or await self.resolve()
+        log.warning(
+            "%s reports itself unpowered: power-cycling it (%d of at most %d per hour)",
+            name,
+            len(self._cycles),
+            self.POWER_CYCLES_PER_HOUR,
+        )
+        try:
+            await self.bluez.set_powered(name, False)
+            await self.bluez.set_powered(name, True)
+            adapter = (await self.bluez.view()).adapters.get(name)
+        except BluezError as exc:
+            log.warning("power cycle of %s failed: %s", name, exc)
+            return False
+        self.power_cycles += 1
+        powered = adapter is not None and adapter.powered
+        level = logging.INFO if powered else logging.WARNING
+        log.log(level, "%s powered %s after the cycle", name, "on" if powered else "off")
+        return powered
+
+
+def _is_address(text: str) -> bool:
+    return len(text) == 17 and text.count(":") == 5
 
 
 class _LinkDown(Exception):
@@ -131,14 +214,21 @@ class PackLink:
     ``states`` emits a :class:`LinkEvent` on every state change, ``readings`` every decoded poll. Both are
     stamped with ``scheduler``'s clock (set it before :meth:`begin` when passing None here). ``drops``
     counts frames thrown away (corrupt, truncated, ...); :meth:`stats` tells model, RSSI and link quality.
+    ``locks`` are the pack's password and passkey, if it has any.
     """
 
     # Triggers and state attribute are added by the machine (see machine.TRANSITIONS).
     state: str
     begin: Callable[..., Coroutine[Any, Any, bool]]
+    known: Callable[..., Coroutine[Any, Any, bool]]
+    unknown: Callable[..., Coroutine[Any, Any, bool]]
+    forgotten: Callable[..., Coroutine[Any, Any, bool]]
+    wedged: Callable[..., Coroutine[Any, Any, bool]]
+    reset: Callable[..., Coroutine[Any, Any, bool]]
     found: Callable[..., Coroutine[Any, Any, bool]]
     connected: Callable[..., Coroutine[Any, Any, bool]]
     subscribed: Callable[..., Coroutine[Any, Any, bool]]
+    lost: Callable[..., Coroutine[Any, Any, bool]]
     refuse: Callable[..., Coroutine[Any, Any, bool]]
     fail: Callable[..., Coroutine[Any, Any, bool]]
     retry: Callable[..., Coroutine[Any, Any, bool]]
@@ -179,15 +269,20 @@ class PackLink:
         self._attempt = 0
         self._activity: asyncio.Task[None] | None = None
         self._teardown_task: asyncio.Task[None] | None = None
+        self._trigger: asyncio.Task[bool] | None = None  # a trigger fired from a bleak callback
         self._device: BLEDevice | None = None
         self._client: BleakClient | None = None
-        self._notify_char: BleakGATTCharacteristic | None = None
-        self._write_char: BleakGATTCharacteristic | None = None
-        self._write_response = False
+        self._transport: GattTransport | None = None
+        self._learned_with_response: bool | None = None  # the write type this unit answered last
+        self._answered = False  # this connection has had an answer
+        self._switched_write_type = False
         self._answer = asyncio.Event()
         self._request_time = 0.0
         self._timeouts_in_row = 0
         self._fresh_connection = False
+        self._failure_kind = ""
+        self._same_failures = 0
+        self._forget_due = False
         self._closing = False
         self._machine = build_machine(self, self.config.timeouts, self.config.backoff, f"pack{pack}")
 
@@ -258,22 +353,38 @@ class PackLink:
             )
         else:
             self._log(logging.INFO if self.state == IDLE else logging.DEBUG, "%s", reason or "entered")
+        if self.state in (BACKOFF, LOCATING, REFUSED):
+            # Not an activity: a teardown cut short by the next state change could leave the pack connected.
+            self._start_teardown()
         self.states.on_next(LinkEvent(self.pack, self.address, self._now(), LinkState(self.state), reason))
         activity = self._ACTIVITIES.get(self.state)
         if activity is not None and not self._closing:
             self._activity = asyncio.get_running_loop().create_task(self._run_activity(activity))
 
     def plan_backoff(self, event: Any) -> None:
-        """Before entering backoff: its timeout becomes the next delay of the exponential series."""
+        """Before entering backoff: its timeout becomes the next delay of the exponential series; the same
+        failure again and again (not an absence) marks the device for removal from BlueZ."""
         delay = self.config.backoff.delay(self._attempt, self._rng)
         self._attempt += 1
         self._machine.get_state(BACKOFF).timeout = delay
+        self._count_failure(str(event.kwargs.get("reason", "")))
 
     def in_origin(self, event: Any) -> bool:
         return event.kwargs.get("origin", self.state) == self.state
 
     async def timed_out(self, event: Any) -> None:
         await self.fail(origin=self.state, reason=f"{self.state} timed out")
+
+    def _count_failure(self, reason: str) -> None:
+        if _ABSENCE.search(reason):
+            self._failure_kind, self._same_failures = "", 0
+            return
+        kind = re.sub(r"\d+", "#", reason)
+        self._same_failures = self._same_failures + 1 if kind == self._failure_kind else 1
+        self._failure_kind = kind
+        if self._same_failures >= self.config.timeouts.forget_after:
+            self._forget_due = True
+            self._failure_kind, self._same_failures = "", 0
 
     # ----- activities ----------------------------------------------------------------------------
 
@@ -292,6 +403,52 @@ class PackLink:
         if self._activity is asyncio.current_task():
             self._activity = None  # done: leaving the state must not cancel the task firing the trigger
         await getattr(self, trigger)(origin=origin, reason=reason)
+
+    async def _locate(self) -> str:
+        """Ask BlueZ about the pack. Known device: connect to it at once (a connected pack sends no adverts,
+        so waiting for one after our own restart would wait forever)."""
+        await self._finish_teardown()
+        port, bluez = self.port, self.port.bluez
+        try:
+            name = port.adapter or await port.resolve()
+            view = await bluez.view()
+        except BluezError as exc:
+            raise _LinkDown(f"BlueZ: {exc}") from exc
+        adapter = view.adapters.get(name)
+        if adapter is None:
+            raise _LinkDown(f"no adapter {name} in BlueZ (has {describe_adapters(view.adapters)})")
+        if not adapter.powered:
+            if port.may_power_cycle():
+                return "wedged"
+            raise _LinkDown(f"{name} not powered and power-cycled too often already")
+        device = view.device(name, self.address)
+        if device is None:
+            return "unknown"
+        if self._forget_due:
+            self._forget_due = False
+            self._log(logging.WARNING, "the same failure again and again: removing the device from BlueZ")
+            await self._bluez(bluez.remove_device(name, device.path))
+            return "forgotten"
+        if device.connected:
+            # Left by a previous client (our own process before a crash or os._exit, or another program):
+            # BlueZ keeps such links. Close it and start a session of our own, as bleak-retry-connector's
+            # close_stale_connections does.
+            self._log(logging.INFO, "BlueZ holds a connection we did not make: closing it first")
+            await self._bluez(bluez.disconnect(device.path))
+        rssi = device.props.get("RSSI")
+        if isinstance(rssi, int):  # BlueZ's last advert (kept while discovery runs for anyone)
+            self._on_rssi(rssi)
+        from bleak.backends.device import BLEDevice
+
+        self._device = BLEDevice(device.address, device.name, {"path": device.path, "props": device.props})
+        return "known"
+
+    async def _bluez(self, call: Coroutine[Any, Any, None]) -> None:
+        try:
+            async with asyncio.timeout(self.config.timeouts.disconnect):
+                await call
+        except (BluezError, TimeoutError) as exc:
+            raise _LinkDown(f"BlueZ: {_describe(exc)}") from exc
 
     async def _scan(self) -> str:
         await self._finish_teardown()
@@ -345,23 +502,19 @@ class PackLink:
     async def _subscribe(self) -> str:
         client = self._client
         assert client is not None
-        pair = _jbd_characteristics(client.services)
-        if pair is None:
-            raise _LinkDown("no JBD characteristics (ff01/ff02 or fff1/fff2)")
-        notify, write = pair
-        self._write_char = write
-        # Prefer write-without-response: the BMS answers on ff01 anyway, so an ATT ack only costs airtime.
-        self._write_response = "write-without-response" not in write.properties
         self.decoder.assembler.reset()
         try:
-            await client.start_notify(notify, self._on_notify)
-        except Exception as exc:
-            if _not_paired(exc):
+            transport = await GattTransport.open(client, self._on_notify)
+        except TransportError as exc:
+            if _not_paired(exc.__cause__):
                 if self.locks.passkey is None:
                     raise _Refused(LOCK_MESSAGES["not_paired"]) from exc
                 raise _LinkDown("the pack no longer knows our bond: pairing again") from exc
-            raise _LinkDown(f"notify failed: {_describe(exc)}") from exc
-        self._notify_char = notify
+            raise _LinkDown(str(exc)) from exc
+        if self._learned_with_response is not None and transport.offers_both_write_types:
+            transport.with_response = self._learned_with_response
+        self._transport = transport
+        self._answered = self._switched_write_type = False
         self._timeouts_in_row = 0
         self._echoes = 0
         self._fresh_connection = True
@@ -404,6 +557,12 @@ class PackLink:
             if answer.command == request[2] and len(answer.data) == 1:
                 return answer
 
+    async def _reset(self) -> str:
+        await self._finish_teardown()
+        if not await self.port.power_cycle():
+            raise _LinkDown("adapter power cycle did not bring it back")
+        return "reset"
+
     async def _poll(self) -> str:
         """Poll every interval until the link dies (raises :class:`_LinkDown`)."""
         loop = asyncio.get_running_loop()
@@ -430,18 +589,20 @@ class PackLink:
             self._timeouts_in_row = 0
 
     async def _write(self, request: bytes) -> None:
-        client, char = self._client, self._write_char
-        assert client is not None and char is not None
+        transport = self._transport
+        assert transport is not None
         self._last_request = request
         try:
-            await client.write_gatt_char(char, request, response=self._write_response)
-        except Exception as exc:
-            if _not_paired(exc) and self.locks.passkey is None:
+            await transport.write(request)
+        except TransportError as exc:
+            if _not_paired(exc.__cause__) and self.locks.passkey is None:
                 raise _Refused(LOCK_MESSAGES["not_paired"]) from exc
-            raise _LinkDown(f"write failed: {_describe(exc)}") from exc
+            raise _LinkDown(str(exc)) from exc
 
     async def _request(self, request: bytes) -> bool:
         """Send one request and wait for a complete answer; False when it timed out."""
+        transport = self._transport
+        assert transport is not None
         self._request_time = self._now()
         self._answer.clear()
         self.answers.sent(self._request_time)  # unanswered until the answer comes
@@ -455,6 +616,8 @@ class PackLink:
             self._flush()
             if self._echoes and self._fresh_connection:  # our own bytes came back: no need to wait more
                 await self._diagnose_silence()
+            if self._try_other_write_type(transport):
+                return False
             if self._timeouts_in_row >= self.config.timeouts.dead_after:
                 if self._fresh_connection:  # not one reading on this connection: is the pack locked?
                     await self._diagnose_silence()
@@ -463,6 +626,28 @@ class PackLink:
             return False
         self._timeouts_in_row = 0
         self.answers.answered()
+        if not self._answered:
+            self._answered = True
+            self._learned_with_response = transport.with_response
+        return True
+
+    def _try_other_write_type(self, transport: GattTransport) -> bool:
+        """Some units list write-without-response but only answer write requests (or the other way round):
+        a connection that never got an answer tries the other write type once before calling the link dead."""
+        if self._answered or self._switched_write_type or not transport.offers_both_write_types:
+            return False
+        if self._echoes:  # our requests come back: a lock, not the write type (see _diagnose_silence)
+            return False
+        if self._timeouts_in_row < min(2, self.config.timeouts.dead_after):
+            return False
+        transport.with_response = not transport.with_response
+        self._switched_write_type = True
+        self._timeouts_in_row = 0
+        self._log(
+            logging.WARNING,
+            "no answer to any request: trying write %s response",
+            "with" if transport.with_response else "without",
+        )
         return True
 
     async def _diagnose_silence(self) -> None:
@@ -505,12 +690,14 @@ class PackLink:
             self._auth_answers.get_nowait()
 
     _ACTIVITIES: ClassVar[dict[str, Callable[[PackLink], Coroutine[Any, Any, str]]]] = {
+        LOCATING: _locate,
         SCANNING: _scan,
         CONNECTING: _connect,
         PAIRING: _pair,
         SUBSCRIBING: _subscribe,
         AUTHENTICATING: _authenticate,
         POLLING: _poll,
+        RESETTING: _reset,
     }
 
     # ----- bleak callbacks -----------------------------------------------------------------------
@@ -536,8 +723,13 @@ class PackLink:
     def _on_disconnected(self, client: BleakClient) -> None:
         if client is not self._client or self._closing:
             return
-        if self.state in (PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING):
-            asyncio.get_running_loop().create_task(self.fail(origin=self.state, reason="link lost"))
+        loop = asyncio.get_running_loop()
+        if self.state == POLLING and self._attempt == 0 and not self._fresh_connection:
+            # It was delivering: reconnect to the known device at once (packs dropped together by another
+            # client come back one after the other, each within a connect's time).
+            self._trigger = loop.create_task(self.lost(origin=POLLING, reason="link lost"))
+        elif self.state in (PAIRING, SUBSCRIBING, AUTHENTICATING, POLLING):
+            self._trigger = loop.create_task(self.fail(origin=self.state, reason="link lost"))
 
     def _on_rssi(self, rssi: int) -> None:
         self._rssi = (rssi, self._now())
@@ -553,12 +745,17 @@ class PackLink:
             self._attempt = 0  # a working link resets the backoff series
             self.lock_problem = ""  # it answers now (a lock fixed in the app, a retry that passed)
             self._rebonded = False
+            self._failure_kind, self._same_failures = "", 0
         self.readings.on_next(reading)
 
     def _flush(self) -> None:
         reading = self.decoder.flush()
         if reading is not None:
             self._publish(reading)
+
+    def _start_teardown(self) -> None:
+        if self._client is not None:
+            self._teardown_task = asyncio.get_running_loop().create_task(self._teardown())
 
     async def _teardown(self) -> None:
         """Stop notifications and disconnect, bounded; also waits for a teardown already under way."""
@@ -567,15 +764,15 @@ class PackLink:
             with contextlib.suppress(Exception):
                 await asyncio.shield(pending)
         client, self._client = self._client, None
-        notify, self._notify_char = self._notify_char, None
+        transport, self._transport = self._transport, None
         self._flush()
         if client is None:
             return
         try:
             async with asyncio.timeout(self.config.timeouts.disconnect):
-                if notify is not None and client.is_connected:
+                if transport is not None:
                     with contextlib.suppress(Exception):
-                        await client.stop_notify(notify)
+                        await transport.close()
                 await client.disconnect()
         except Exception as exc:  # the link is going away regardless; say so and move on
             self._log(logging.DEBUG, "disconnect: %s", _describe(exc))
@@ -586,12 +783,6 @@ class PackLink:
             with contextlib.suppress(Exception):
                 await asyncio.shield(pending)
 
-    def on_enter_backoff(self, event: Any) -> None:
-        # Not an activity: a teardown cut short by the backoff timeout could leave the pack connected.
-        self._teardown_task = asyncio.get_running_loop().create_task(self._teardown())
-
-    on_enter_refused = on_enter_backoff
-
     def _now(self) -> float:
         assert self.scheduler is not None, "a link needs a scheduler before it starts"
         return self.scheduler.to_seconds(self.scheduler.now)
@@ -601,18 +792,7 @@ class PackLink:
             log.log(level, "pack %d %s [%s] " + message, self.pack, self.address, self.state, *args)
 
 
-def _jbd_characteristics(
-    services: BleakGATTServiceCollection,
-) -> tuple[BleakGATTCharacteristic, BleakGATTCharacteristic] | None:
-    for notify_uuid, write_uuid in GATT_PAIRS:
-        notify = services.get_characteristic(notify_uuid)
-        write = services.get_characteristic(write_uuid)
-        if notify is not None and write is not None:
-            return notify, write
-    return None
-
-
-def _not_paired(exc: BaseException) -> bool:
+def _not_paired(exc: BaseException | None) -> bool:
     """BlueZ's answer when the unit refused a GATT operation for want of a bond (src/gatt-client.c)."""
     return getattr(exc, "dbus_error", "") == "org.bluez.Error.NotPermitted" and "paired" in str(exc).lower()
 

@@ -9,6 +9,11 @@ The scan also reports each pack's RSSI to whoever registered for its address in 
 reports RSSI from advertisements heard while discovering, and drops it when discovery stops
 (``invalidate_rssi_and_tx_power`` in src/adapter.c), so a connected pack keeps its last value; its age
 tells how old it is.
+
+Discovery that BlueZ refuses (``org.bluez.Error.InProgress`` while another scanner holds the controller, as
+dbus-ble-sensors does on Venus; ``NotReady`` on an unpowered adapter) is retried later with a growing delay;
+it fails no waiter, whose own scanning timeout bounds the wait. Only the scan waits: packs whose device
+BlueZ still knows connect without one.
 """
 
 from __future__ import annotations
@@ -29,9 +34,16 @@ log = logging.getLogger(__name__)
 class SharedScanner:
     """``device = await scanner.find("AA:BB:..")`` -- waits until that address advertises."""
 
-    def __init__(self, adapter: str | None = None, restart_after: float = 10.0) -> None:
+    REFUSED = ("org.bluez.Error.InProgress", "org.bluez.Error.NotReady", "No powered Bluetooth adapters")
+
+    def __init__(
+        self, adapter: str | None = None, restart_after: float = 10.0, retry_initial: float = 1.0
+    ) -> None:
         self.adapter = adapter
         self.restart_after = restart_after
+        self.retry_initial = retry_initial  # s before retrying refused discovery; doubles up to 30 s
+        self._retry = retry_initial
+        self.refusals = 0  # discovery starts refused, for tests and logs
         self._waiters: dict[str, list[asyncio.Future[BLEDevice]]] = {}
         self._wake = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
@@ -89,10 +101,14 @@ class SharedScanner:
         scanner = BleakScanner(self._on_advertisement, **kwargs)
         try:
             await scanner.start()
-        except Exception as exc:  # no adapter, BlueZ gone, discovery refused: every waiter fails alike
+        except Exception as exc:
+            if any(marker in str(exc) for marker in self.REFUSED):
+                return await self._refused(exc)
+            # No adapter, BlueZ gone: every waiter fails alike and goes back to asking BlueZ.
             log.warning("scan on %s failed to start: %s", self.adapter or "default adapter", exc)
             self._fail_all(exc)
             return False
+        self._retry = self.retry_initial
         self.scans += 1
         log.debug("scan started on %s", self.adapter or "default adapter")
         loop = asyncio.get_running_loop()
@@ -106,6 +122,23 @@ class SharedScanner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(scanner.stop())
             log.debug("scan stopped on %s", self.adapter or "default adapter")
+        return True
+
+    async def _refused(self, exc: BaseException) -> bool:
+        """Discovery refused: wait (growing delay) while anyone still waits, then try again."""
+        self.refusals += 1
+        delay, self._retry = self._retry, min(30.0, self._retry * 2)
+        level = logging.INFO if self.refusals == 1 or delay >= 30.0 else logging.DEBUG
+        where = self.adapter or "default adapter"
+        log.log(level, "discovery on %s refused (%s); retrying in %.0f s", where, exc, delay)
+        ends = asyncio.get_running_loop().time() + delay
+        while self._pending():
+            self._wake.clear()
+            left = ends - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
         return True
 
     def _pending(self) -> bool:

@@ -16,6 +16,14 @@ Link faults (drop, drop mid-frame, silent, corrupt, truncate, delay, adapter los
 scenario's timeline or from :meth:`FakeBluez.inject` / the ``Inject`` method of the control object for a
 fake in another process.
 
+The field's harder cases are here too (issue 11; each cites where real BlueZ 5.72 or the field shows it):
+packs left connected by a previous client at start (``connected_at_start``: connected, no adverts),
+``StartDiscovery`` refused with InProgress for a while, another client disconnecting every device every N s,
+a stale GATT cache (no characteristics until ``RemoveDevice`` and a fresh discovery), a wedged adapter (until
+``Adapter1.Powered`` is cycled), a pending ``Connect`` left by a dead client, few connection slots per
+adapter, a unit that ignores write-without-response, ``le-connection-abort-by-local`` on connects, and
+several adapters with their own addresses (``adapters``, ``placement``).
+
 Objects are served by one message handler over a plain dict of properties rather than exported
 ``ServiceInterface`` objects: it needs the caller of ``StartDiscovery``, replies to ``Connect`` late, and
 removes and re-adds whole subtrees, all of which are simpler with the messages in hand.
@@ -36,7 +44,7 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +87,8 @@ CONTROL_IFACE = "io.btbattery.FakeBluez1"
 ERR_IN_PROGRESS = "org.bluez.Error.InProgress"
 ERR_FAILED = "org.bluez.Error.Failed"
 ERR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
+ERR_NOT_READY = "org.bluez.Error.NotReady"
+ERR_DOES_NOT_EXIST = "org.bluez.Error.DoesNotExist"
 ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 
@@ -90,11 +100,30 @@ SERVICE_HANDLE, NOTIFY_HANDLE, WRITE_HANDLE = 0x000C, 0x000D, 0x0010
 # Shape only: a company id and the address bytes, as many cheap BMS boards advertise.
 MANUFACTURER_ID = 0x4A42
 
-LINK_FAULTS = ("drop", "drop_midframe", "silent", "corrupt", "truncate", "delay", "adapter_loss", "held")
+# Faults of one pack's link or unit. "stale_cache" and "ghost_connect" also end early, the way they do on
+# a real system: RemoveDevice clears a stale cache and a dead client's pending connect.
 # "held": another program on this host (a second driver, bluetoothctl) connects the pack for the fault's
 # duration. In BlueZ a connection belongs to the adapter, not to the client that asked for it: every client
 # sees Device1.Connected = true and a Connect from another client returns at once (src/device.c,
 # dev_connect: "already connected"); a JBD module takes one central, so it stops advertising meanwhile.
+PACK_FAULTS = (
+    "drop",
+    "drop_midframe",
+    "silent",
+    "corrupt",
+    "truncate",
+    "delay",
+    "held",
+    "stale_cache",
+    "ghost_connect",
+    "abort_connect",
+    "request_only",
+)
+# Faults of the adapter the given pack is on (the Inject call names a pack so its signature stays the same).
+# "disconnect_all" repeats every ``delay`` seconds (once when 0); "wedge" lasts until a power cycle.
+ADAPTER_FAULTS = ("adapter_loss", "refuse_discovery", "disconnect_all", "wedge")
+LINK_FAULTS = PACK_FAULTS + ADAPTER_FAULTS
+DEFAULT_ADAPTERS = (("hci0", "00:1A:7D:DA:71:13"),)
 
 
 @dataclass
@@ -124,14 +153,21 @@ class FakeStats:
     requests: int = 0
     notifications: int = 0
     discovery_starts: int = 0
+    discovery_refused: int = 0  # StartDiscovery calls refused (InProgress, NotReady)
+    discovery_seconds: float = 0.0  # time any adapter spent discovering for us, summed when it stops
     expired_devices: int = 0  # device objects removed after device_expiry unheard
     pair_calls: int = 0  # Device1.Pair calls
     bonds: int = 0  # pairings that made a bond
     passkey_requests: int = 0  # Agent1.RequestPasskey calls made
     not_paired_errors: int = 0  # GATT calls refused with "Not paired"
     echoes: int = 0  # writes echoed back by an unbonded echo-mode unit
+    removed_devices: int = 0  # RemoveDevice calls that removed a device object
+    aborted_connects: int = 0  # connects ended with le-connection-abort-by-local
+    slot_refusals: int = 0  # connects refused because the adapter had no free connection slot
+    power_cycles: int = 0  # Adapter1.Powered set off then on
+    ignored_commands: int = 0  # write-without-response requests a "request_only" unit ignored
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
 
@@ -140,6 +176,38 @@ class _ActiveFault:
     kind: str
     until: float  # loop time
     delay: float = 0.0
+
+
+def _active_fault(faults: dict[str, _ActiveFault], kind: str, now: float) -> _ActiveFault | None:
+    """The fault of that kind if it still lasts at ``now`` (an expired one is dropped)."""
+    active = faults.get(kind)
+    if active is not None and now >= active.until:
+        del faults[kind]
+        return None
+    return active
+
+
+@dataclass(eq=False)
+class _Adapter:
+    """One controller as BlueZ sees it (``/org/bluez/hciN``)."""
+
+    name: str
+    address: str
+    slots: int | None = None  # connections the controller can hold; None: more than any test needs
+    powered: bool = True
+    wedged: bool = False
+    off_requested: bool = False  # Powered was set False: the next True is a power cycle
+    discoverers: set[str] = field(default_factory=set)
+    discovering_since: float = 0.0
+    connecting: _Pack | None = None  # BlueZ: one LE connection attempt at a time per adapter
+    faults: dict[str, _ActiveFault] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return f"/org/bluez/{self.name}"
+
+    def fault(self, kind: str, now: float) -> _ActiveFault | None:
+        return _active_fault(self.faults, kind, now)
 
 
 @dataclass(eq=False)
@@ -151,6 +219,7 @@ class _Pack:
     address: str
     name: str
     path: str
+    adapter: _Adapter
     variant: str = "ff00"
     rssi: int = -60
     exported: bool = False  # Device1 object present in the tree
@@ -158,6 +227,7 @@ class _Pack:
     notifying: bool = False
     last_seen: float = 0.0
     faults: dict[str, _ActiveFault] = field(default_factory=dict)
+    abort_toggle: bool = False  # alternates while an abort_connect fault lasts
     connect_task: asyncio.Task[None] | None = None
     responder: asyncio.Task[None] | None = None
     requests: asyncio.Queue[bytes] | None = None
@@ -194,11 +264,7 @@ class _Pack:
         return f"{self.service_path}/char{WRITE_HANDLE:04x}"
 
     def fault(self, kind: str, now: float) -> _ActiveFault | None:
-        active = self.faults.get(kind)
-        if active is not None and now >= active.until:
-            del self.faults[kind]
-            return None
-        return active
+        return _active_fault(self.faults, kind, now)
 
 
 def device_path(adapter: str, address: str) -> str:
@@ -215,6 +281,9 @@ class FakeBluez:
     GetManagedObjects with no Adapter1 (BlueZ adds the adapter object only when the kernel reports an hci
     controller, src/adapter.c ``adapter_register``). ``hidden_services`` are 1-based packs whose
     advertisement carries no service UUID (BlueZ's Device1.UUIDs is then empty until a connection).
+    ``adapters`` lists ``(name, address)`` of each controller (default one, hci0); ``placement`` maps a pack
+    number to the adapter it is in radio range of (default the first); ``slots`` bounds the connections an
+    adapter holds. ``connected_at_start`` names packs a previous client left connected.
     """
 
     def __init__(
@@ -230,13 +299,21 @@ class FakeBluez:
         seed: int | None = None,
         with_adapter: bool = True,
         hidden_services: set[int] | None = None,
+        adapters: Sequence[tuple[str, str]] | None = None,
+        placement: dict[int, str] | None = None,
+        slots: dict[str, int] | None = None,
+        connected_at_start: Iterable[int] = (),
     ) -> None:
         self.scenario = resize_scenario(
             load_scenario(scenario) if isinstance(scenario, str) else scenario, packs
         )
         self.bus_address = bus_address or os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "")
-        self.adapter = adapter
-        self.adapter_path = f"/org/bluez/{adapter}"
+        specs = list(adapters or [(adapter, DEFAULT_ADAPTERS[0][1])])
+        self.adapters = {
+            name: _Adapter(name, address.upper(), (slots or {}).get(name)) for name, address in specs
+        }
+        self.adapter = specs[0][0]  # the first adapter (the only one unless ``adapters`` says otherwise)
+        self.adapter_path = f"/org/bluez/{self.adapter}"
         self.timing = timing or Timing()
         self.scripted_faults = scripted_faults
         self.with_adapter = with_adapter
@@ -245,24 +322,28 @@ class FakeBluez:
         self.bank: SimBank = self.scenario.build_bank()
         self._rng = random.Random(self.scenario.seed if seed is None else seed)
         variants = variants or {}
+        placement = placement or {}
+        for number, name in placement.items():
+            if name not in self.adapters:
+                raise ValueError(f"pack {number} placed on {name}, which is not one of {list(self.adapters)}")
         self.packs = [
             _Pack(
                 number=i,
                 sim=sim,
                 address=sim.params.address.upper(),
                 name=sim.params.name,
-                path=device_path(adapter, sim.params.address),
+                path=device_path(placement.get(i, self.adapter), sim.params.address),
+                adapter=self.adapters[placement.get(i, self.adapter)],
                 variant=variants.get(i, "ff00"),
                 rssi=-55 - 4 * i,
             )
             for i, sim in enumerate(self.bank.packs, start=1)
         ]
+        self.connected_at_start = sorted(set(connected_at_start))
         self._bus: MessageBus | None = None
         self._objects: dict[str, dict[str, dict[str, Variant]]] = {}
         self._adapter_present = False
         self._owns_bluez = False
-        self._discoverers: set[str] = set()
-        self._connecting: _Pack | None = None
         self.agents = AgentRegistry()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._advertiser: asyncio.Task[None] | None = None
@@ -294,6 +375,7 @@ class FakeBluez:
         await bus.request_name(CONTROL_NAME)
         self._t0 = asyncio.get_running_loop().time()
         await self._adapter_up()
+        self._restore_stale_connections()
         self._spawn(self._physics())
         if self.scripted_faults:
             for fault in self.scenario.faults:
@@ -323,7 +405,8 @@ class FakeBluez:
     # ----- test API ------------------------------------------------------------------------------
 
     def inject(self, pack: int, kind: str, duration: float = 5.0, delay: float = 0.0) -> None:
-        """Start a link fault on 1-based ``pack`` now, for ``duration`` seconds (see :data:`LINK_FAULTS`)."""
+        """Start a fault on 1-based ``pack`` (or on its adapter, see :data:`ADAPTER_FAULTS`) now, for
+        ``duration`` seconds (see :data:`LINK_FAULTS`)."""
         if kind not in LINK_FAULTS:
             raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(LINK_FAULTS)})")
         if kind == "adapter_loss":
@@ -334,14 +417,33 @@ class FakeBluez:
             self._spawn(self._held(target, duration))
             return
         until = asyncio.get_running_loop().time() + duration
+        if kind in ADAPTER_FAULTS:
+            self._adapter_fault(target.adapter, kind, until, delay)
+            return
         target.faults[kind] = _ActiveFault(kind, until, delay)
         log.info("fault %s on pack %d (%s) for %.1f s", kind, pack, target.address, duration)
         if kind == "drop" and (target.connected or target.connect_task is not None):
             self._spawn(self._link_down(target, "drop"))
 
-    def clear_faults(self) -> None:
+    def _adapter_fault(self, adapter: _Adapter, kind: str, until: float, delay: float) -> None:
+        adapter.faults[kind] = _ActiveFault(kind, until, delay)
+        log.info("fault %s on %s", kind, adapter.name)
+        if kind == "disconnect_all":
+            self._spawn(self._disconnect_storm(adapter, delay))
+        elif kind == "wedge":
+            self._spawn(self._wedge(adapter))
+
+    def clear_faults(self, keep: Iterable[str] = ()) -> None:
+        """End every fault now (except the kinds in ``keep``); a wedged adapter is switched back on, as a
+        person power-cycling it would."""
+        kept = set(keep)
         for pack in self.packs:
-            pack.faults.clear()
+            pack.faults = {kind: f for kind, f in pack.faults.items() if kind in kept}
+        for adapter in self.adapters.values():
+            adapter.faults.clear()
+            if adapter.wedged:
+                adapter.wedged = adapter.off_requested = False
+                self._power(adapter, True)
 
     def connected(self) -> list[int]:
         """1-based numbers of the packs connected now."""
@@ -385,13 +487,13 @@ class FakeBluez:
         props.update(changes)
         self._emit(path, PROPS_IFACE, "PropertiesChanged", "sa{sv}as", [interface, changes, []])
 
-    def _adapter_props(self) -> dict[str, Variant]:
+    def _adapter_props(self, adapter: _Adapter) -> dict[str, Variant]:
         return {
-            "Address": Variant("s", "00:1A:7D:DA:71:13"),
+            "Address": Variant("s", adapter.address),
             "AddressType": Variant("s", "public"),
             "Name": Variant("s", "btbattery-fake"),
-            "Alias": Variant("s", "btbattery-fake"),
-            "Powered": Variant("b", True),
+            "Alias": Variant("s", f"btbattery-fake #{adapter.name[3:]}"),
+            "Powered": Variant("b", adapter.powered),
             "Discoverable": Variant("b", False),
             "Pairable": Variant("b", False),
             "Discovering": Variant("b", False),
@@ -406,14 +508,14 @@ class FakeBluez:
             "AddressType": Variant("s", "public"),
             "Name": Variant("s", pack.name),
             "Alias": Variant("s", pack.name),
-            "Adapter": Variant("o", self.adapter_path),
+            "Adapter": Variant("o", pack.adapter.path),
             "Paired": Variant("b", pack.paired),
             "Bonded": Variant("b", pack.paired),
             "Trusted": Variant("b", False),
             "Blocked": Variant("b", False),
             "LegacyPairing": Variant("b", False),
             "Connected": Variant("b", pack.connected),
-            "ServicesResolved": Variant("b", False),
+            "ServicesResolved": Variant("b", pack.connected),
             "RSSI": Variant("n", pack.rssi),
             "UUIDs": Variant("as", [] if pack.number in self.hidden_services else [pack.uuids[0]]),
             "ManufacturerData": Variant("a{qv}", {MANUFACTURER_ID: Variant("ay", mac)}),
@@ -432,6 +534,13 @@ class FakeBluez:
                 }
             },
         )
+        if "stale_cache" in pack.faults:
+            # BlueZ builds the objects from its on-disk GATT cache (/var/lib/bluetooth/<adapter>/cache/)
+            # and sets ServicesResolved without browsing again (src/device.c, device_svc_resolved);
+            # after a firmware change the cached database no longer holds the unit's characteristics. Only
+            # RemoveDevice deletes that cache (bleak's troubleshooting notes; bleak-retry-connector's
+            # clear_cache calls RemoveDevice for this reason).
+            return
         for path, uuid, flags in (
             (pack.notify_path, notify_uuid, ["read", "notify"]),
             (pack.write_path, write_uuid, ["write-without-response", "write"]),
@@ -456,20 +565,51 @@ class FakeBluez:
     async def _adapter_up(self) -> None:
         assert self._bus is not None
         self._objects.clear()
-        self._discoverers.clear()
+        for adapter in self.adapters.values():
+            adapter.discoverers.clear()
+            adapter.connecting = None
         await self._bus.request_name(BLUEZ)
         self._owns_bluez = True
         if not self.with_adapter:
             log.info("fake BlueZ owns %s without an adapter", BLUEZ)
             return
         self._adapter_present = True
-        self._add_object(self.adapter_path, {ADAPTER_IFACE: self._adapter_props()})
+        for adapter in self.adapters.values():
+            self._add_object(adapter.path, {ADAPTER_IFACE: self._adapter_props(adapter)})
         self._add_object(AGENT_MANAGER_PATH, {AGENT_MANAGER_IFACE: {}})
         for pack in self.packs:
             if pack.paired:  # bluetoothd loads bonded devices from its storage: they exist unheard
                 pack.exported = True
                 self._add_object(pack.path, {DEVICE_IFACE: self._device_props(pack)})
-        log.info("fake BlueZ owns %s with %d packs on %s", BLUEZ, len(self.packs), self.adapter)
+        log.info("fake BlueZ owns %s with %d packs on %s", BLUEZ, len(self.packs), ", ".join(self.adapters))
+        self._changed()
+
+    def _restore_stale_connections(self) -> None:
+        """Packs a previous client left connected: BlueZ keeps the link after that client died (bleak's
+        client.py, citing bluez/bluez#89: "The BlueZ backend does not disconnect devices when the application
+        closes or crashes"), and a connected peripheral does not advertise (Core spec Vol 6 Part B 4.4.2; the
+        JBD boards take one central at a time)."""
+        if not self._adapter_present:
+            return
+        for number in self.connected_at_start:
+            pack = self.packs[number - 1]
+            self._connected_by_another_client(pack)
+            log.info("pack %d (%s) connected by a previous client", pack.number, pack.address)
+
+    def _connected_by_another_client(self, pack: _Pack) -> None:
+        """The pack is connected, by a client that is not the one under test: every client sees it
+        Connected (a BlueZ connection belongs to the adapter), with nobody subscribed to notifications."""
+        if not pack.exported:
+            pack.exported = True
+            self._add_object(pack.path, {DEVICE_IFACE: self._device_props(pack)})
+        pack.connected = True
+        pack.last_seen = asyncio.get_running_loop().time()
+        pack.request_buf.clear()
+        pack.requests = asyncio.Queue()
+        pack.responder = self._spawn(self._respond(pack))
+        self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", True))
+        self._export_gatt(pack)
+        self._set(pack.path, DEVICE_IFACE, ServicesResolved=Variant("b", True))
         self._changed()
 
     async def _adapter_down(self) -> None:
@@ -482,7 +622,8 @@ class FakeBluez:
         for pack in self.packs:
             pack.exported = False
         self._adapter_present = False
-        self._discoverers.clear()
+        for adapter in self.adapters.values():
+            adapter.discoverers.clear()
         self._owns_bluez = False
         self.agents.clear()  # agents live in bluetoothd's memory; bonds live on in its storage
         if self._bus is not None and self._bus.connected:
@@ -497,6 +638,57 @@ class FakeBluez:
         await asyncio.sleep(duration)
         await self._adapter_up()
 
+    async def _disconnect_storm(self, adapter: _Adapter, period: float) -> None:
+        """Another client calls Device1.Disconnect on every device of the adapter, every ``period`` s: Venus'
+        vesmart-server does this when its 60 s keep-alive timer fires (victronenergy/venus#1587, #1545)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            for pack in self.packs:
+                if pack.adapter is adapter and (pack.connected or pack.connect_task is not None):
+                    self._spawn(self._link_down(pack, "disconnected by another client"))
+            if period <= 0 or adapter.fault("disconnect_all", loop.time() + period) is None:
+                return
+            await asyncio.sleep(period)
+
+    async def _wedge(self, adapter: _Adapter) -> None:
+        """The controller stops working while hci0 stays up: BlueZ reports it unpowered ("No powered Bluetooth
+        adapters found" from bleak), every call fails with NotReady (src/adapter.c and src/device.c check
+        btd_adapter_get_powered first), links drop. A power cycle through Adapter1.Powered brings it back, as
+        Home Assistant's bluetooth-auto-recovery does (home-assistant/operating-system#4022)."""
+        adapter.wedged = True
+        for pack in self.packs:
+            if pack.adapter is adapter:
+                await self._link_down(pack, "adapter wedged")
+        self._power(adapter, False)
+
+    def _power(self, adapter: _Adapter, on: bool) -> None:
+        """Adapter1.Powered changes: off ends discovery and every connection of the adapter."""
+        if adapter.powered == on:
+            return
+        adapter.powered = on
+        if not on:
+            adapter.discoverers.clear()
+            self._discovery_changed(adapter)
+            for pack in self.packs:
+                if pack.adapter is adapter and (pack.connected or pack.connect_task is not None):
+                    self._spawn(self._link_down(pack, "adapter powered off"))
+        self._set(adapter.path, ADAPTER_IFACE, Powered=Variant("b", on))
+        log.info("%s powered %s", adapter.name, "on" if on else "off")
+
+    def _set_powered(self, adapter: _Adapter, on: bool) -> None:
+        """A client sets Adapter1.Powered: off then on is a power cycle, which clears a wedge."""
+        if not on:
+            adapter.off_requested = True
+            self._power(adapter, False)
+            return
+        if adapter.wedged and not adapter.off_requested:
+            return  # the controller does not come back without being switched off first
+        if adapter.off_requested:
+            self.stats.power_cycles += 1
+        adapter.wedged = adapter.off_requested = False
+        adapter.faults.pop("wedge", None)
+        self._power(adapter, True)
+
     def _start_advertising(self) -> None:
         if self._advertiser is None or self._advertiser.done():
             self._advertiser = self._spawn(self._advertise())
@@ -507,12 +699,13 @@ class FakeBluez:
             self._advertiser = None
 
     async def _advertise(self) -> None:
-        """While anyone discovers, every unconnected pack in range advertises (a new device or new RSSI)."""
+        """While an adapter discovers, every unconnected pack in its range advertises (a new device or new
+        RSSI)."""
         loop = asyncio.get_running_loop()
-        while self._discoverers and self._adapter_present:
+        while self._adapter_present and any(a.discoverers for a in self.adapters.values()):
             now = loop.time()
             for pack in self.packs:
-                if pack.connected or self._absent(pack, now):
+                if not pack.adapter.discoverers or pack.connected or self._absent(pack, now):
                     continue
                 pack.last_seen = now
                 rssi = pack.rssi + self._rng.randint(-3, 3)
@@ -585,49 +778,97 @@ class FakeBluez:
                 return Message.new_error(msg, ERR_INVALID_ARGS, f"no property {msg.body[1]}")
             return Message.new_method_return(msg, "v", [props[msg.body[1]]])
         if msg.member == "Set":
-            self._set(msg.path or "", msg.body[0], **{msg.body[1]: msg.body[2]})
+            adapter = self._adapter_by_path(msg.path or "")
+            if adapter is not None and msg.body[0] == ADAPTER_IFACE and msg.body[1] == "Powered":
+                self._set_powered(adapter, bool(msg.body[2].value))
+            else:
+                self._set(msg.path or "", msg.body[0], **{msg.body[1]: msg.body[2]})
             return Message.new_method_return(msg)
         return Message.new_error(msg, "org.freedesktop.DBus.Error.UnknownMethod", str(msg.member))
 
+    def _adapter_by_path(self, path: str) -> _Adapter | None:
+        return next((a for a in self.adapters.values() if a.path == path), None)
+
     def _adapter_call(self, msg: Message) -> Message | None:
+        adapter = self._adapter_by_path(msg.path or "")
+        if adapter is None:
+            return None
         sender = msg.sender or ""
         if msg.member == "SetDiscoveryFilter":
             return Message.new_method_return(msg)
         if msg.member == "StartDiscovery":
-            if sender in self._discoverers:
-                return Message.new_error(msg, ERR_IN_PROGRESS, "Operation already in progress")
-            self._discoverers.add(sender)
-            self.stats.discovery_starts += 1
-            self._discovery_changed()
-            return Message.new_method_return(msg)
+            return self._start_discovery(msg, adapter, sender)
         if msg.member == "StopDiscovery":
-            if sender not in self._discoverers:
+            if sender not in adapter.discoverers:
                 return Message.new_error(msg, ERR_FAILED, "No discovery started")
-            self._discoverers.discard(sender)
-            self._discovery_changed()
+            adapter.discoverers.discard(sender)
+            self._discovery_changed(adapter)
             return Message.new_method_return(msg)
         if msg.member == "RemoveDevice":
-            pack = self._pack_by_path(msg.body[0])
-            if pack is not None and pack.exported:
-                self._spawn(self._remove_device(msg, pack))
-                return True
-            return Message.new_method_return(msg)
+            return self._remove_device(msg, adapter)
         return None
 
-    def _discovery_changed(self) -> None:
-        discovering = bool(self._discoverers)
-        if self._objects[self.adapter_path][ADAPTER_IFACE]["Discovering"].value != discovering:
-            self._set(self.adapter_path, ADAPTER_IFACE, Discovering=Variant("b", discovering))
-        if discovering:
+    def _start_discovery(self, msg: Message, adapter: _Adapter, sender: str) -> Message:
+        # src/adapter.c start_discovery: an unpowered adapter answers btd_error_not_ready; a client already
+        # discovering gets btd_error_busy (InProgress); and when the kernel refuses MGMT Start Discovery
+        # (another scanner holds the controller -- on Venus dbus-ble-sensors) start_discovery_complete also
+        # replies btd_error_busy, so the caller sees InProgress although it started nothing.
+        if not adapter.powered:
+            self.stats.discovery_refused += 1
+            return Message.new_error(msg, ERR_NOT_READY, "Resource Not Ready")
+        if sender in adapter.discoverers:
+            return Message.new_error(msg, ERR_IN_PROGRESS, "Operation already in progress")
+        if adapter.fault("refuse_discovery", asyncio.get_running_loop().time()) is not None:
+            self.stats.discovery_refused += 1
+            return Message.new_error(msg, ERR_IN_PROGRESS, "Operation already in progress")
+        adapter.discoverers.add(sender)
+        self.stats.discovery_starts += 1
+        self._discovery_changed(adapter)
+        return Message.new_method_return(msg)
+
+    def _remove_device(self, msg: Message, adapter: _Adapter) -> Message | bool:
+        # src/adapter.c remove_device: an unknown path is DoesNotExist; a connected device is disconnected
+        # first, then removed with its stored data, the keys of its bond and its GATT cache
+        # (btd_adapter_remove_device). bleak's ``unpair()`` is this call.
+        pack = self._pack_by_path(msg.body[0]) if msg.body else None
+        if pack is None or not pack.exported or pack.adapter is not adapter:
+            return Message.new_error(msg, ERR_DOES_NOT_EXIST, "Does Not Exist")
+
+        async def remove() -> None:
+            await self._link_down(pack, "device removed")
+            pack.faults.pop("stale_cache", None)
+            pack.faults.pop("ghost_connect", None)
+            pack.paired = pack.mitm = False  # removing a device deletes its keys
+            if pack.exported:
+                pack.exported = False
+                self._remove_object(pack.path)
+                self.stats.removed_devices += 1
+            self._reply(msg)
+
+        self._spawn(remove())
+        return True
+
+    def _discovery_changed(self, adapter: _Adapter) -> None:
+        discovering = bool(adapter.discoverers)
+        props = self._objects.get(adapter.path, {}).get(ADAPTER_IFACE)
+        if props is not None and props["Discovering"].value != discovering:
+            now = asyncio.get_running_loop().time()
+            if discovering:
+                adapter.discovering_since = now
+            else:
+                self.stats.discovery_seconds += now - adapter.discovering_since
+            self._set(adapter.path, ADAPTER_IFACE, Discovering=Variant("b", discovering))
+        if any(a.discoverers for a in self.adapters.values()):
             self._start_advertising()
         else:
             self._stop_advertising()
 
     def _client_gone(self, name: str) -> None:
         self.agents.gone(name)
-        if name in self._discoverers:
-            self._discoverers.discard(name)
-            self._discovery_changed()
+        for adapter in self.adapters.values():
+            if name in adapter.discoverers:
+                adapter.discoverers.discard(name)
+                self._discovery_changed(adapter)
 
     def _pack_by_path(self, path: str) -> _Pack | None:
         for pack in self.packs:
@@ -655,23 +896,36 @@ class FakeBluez:
             self.stats.max_connects_in_flight = max(
                 self.stats.max_connects_in_flight, self.stats.connects_in_flight
             )
-            if pack.connected:
-                self._connect_done(msg)
+            refused = self._connect_refusal(pack)
+            if refused is not None or pack.connected:
+                self._connect_done(msg, refused)
                 return True
-            if self._connecting is not None:
-                self.stats.in_progress_errors += 1
-                self._connect_done(msg, (ERR_IN_PROGRESS, "Operation already in progress"))
-                return True
-            self._connecting = pack
+            pack.adapter.connecting = pack
             pack.connect_task = self._spawn(self._connect(msg, pack))
             self._changed()
             return True
         if msg.member == "Disconnect":
+            # A dead client's pending connect outlives our Disconnect: the field reports it failing the same
+            # way for hours until the device is removed (issue 11), so only RemoveDevice clears it here.
             self._spawn(self._disconnect(msg, pack))
             return True
         if msg.member == "Pair":
             self._spawn(self._pair(msg, pack))
             return True
+        return None
+
+    def _connect_refusal(self, pack: _Pack) -> tuple[str, str] | None:
+        """Why Device1.Connect fails at once, if it does (src/device.c dev_connect)."""
+        if not pack.adapter.powered:
+            return (ERR_NOT_READY, "Resource Not Ready")
+        if pack.connected:
+            return None
+        # A connect already pending on this device (ours or a dead client's) or on the adapter: BlueZ allows
+        # one LE connection attempt at a time (btd_error_in_progress).
+        ghost = pack.fault("ghost_connect", asyncio.get_running_loop().time()) is not None
+        if ghost or pack.adapter.connecting is not None:
+            self.stats.in_progress_errors += 1
+            return (ERR_IN_PROGRESS, "Operation already in progress")
         return None
 
     def _connect_done(self, msg: Message, error: tuple[str, str] | None = None) -> None:
@@ -682,11 +936,17 @@ class FakeBluez:
         loop = asyncio.get_running_loop()
         error: tuple[str, str] | None = None
         try:
-            if self._absent(pack, loop.time()):
-                await asyncio.sleep(self.timing.connect_fail_delay)
-                error = (ERR_FAILED, "le-connection-timeout")
+            error = await self._reach(pack)
+            if error is not None:
                 return
             await asyncio.sleep(self.timing.connect_delay)
+            error = self._slot_refusal(pack)
+            if error is not None:
+                return
+            if self._aborts(pack, loop.time()):
+                await self._abort_by_local(pack)
+                error = (ERR_FAILED, "le-connection-abort-by-local")
+                return
             pack.connected = True
             pack.sim.new_session()  # a locked module wants the handshake on every connection
             pack.request_buf.clear()
@@ -702,11 +962,52 @@ class FakeBluez:
             error = (ERR_FAILED, "Operation was cancelled")
             raise
         finally:
-            if self._connecting is pack:
-                self._connecting = None
+            if pack.adapter.connecting is pack:
+                pack.adapter.connecting = None
             pack.connect_task = None
             self._connect_done(msg, error)
             self._changed()
+
+    async def _reach(self, pack: _Pack) -> tuple[str, str] | None:
+        """An LE connection attempt waits for the device's next connectable advert: it succeeds as soon as an
+        out-of-range pack is back, and fails with le-connection-timeout when the kernel's attempt times out
+        (connect_fail_delay here; BlueZ src/device.c maps ETIMEDOUT to ERR_LE_CONN_TIMEOUT)."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.timing.connect_fail_delay
+        while self._absent(pack, loop.time()):
+            if loop.time() >= ends:
+                return (ERR_FAILED, "le-connection-timeout")
+            await asyncio.sleep(min(self.timing.advertise_interval, max(0.0, ends - loop.time())))
+        return None
+
+    def _slot_refusal(self, pack: _Pack) -> tuple[str, str] | None:
+        """A controller holds a few connections (many USB dongles 5-7, some built-in ones fewer); one more
+        fails with HCI "Connection Limit Exceeded" (0x09), which the kernel turns into EMLINK and BlueZ
+        reports as le-connection-concurrent-connection-limit (src/error.c). bleak-retry-connector backs off
+        longer on such "out of slots" errors for this reason."""
+        slots = pack.adapter.slots
+        held = sum(p.connected for p in self.packs if p.adapter is pack.adapter)
+        if slots is not None and held >= slots:
+            self.stats.slot_refusals += 1
+            return (ERR_FAILED, "le-connection-concurrent-connection-limit")
+        return None
+
+    def _aborts(self, pack: _Pack, now: float) -> bool:
+        """Under radio interference every other attempt aborts (the field sees "some connects" fail this way;
+        a retry usually works: bleak#1220, bleak PR #1255)."""
+        if pack.fault("abort_connect", now) is None:
+            return False
+        pack.abort_toggle = not pack.abort_toggle
+        return pack.abort_toggle
+
+    async def _abort_by_local(self, pack: _Pack) -> None:
+        # BlueZ >= 5.62 reports le-connection-abort-by-local after the link had come up: Connected goes
+        # true, then false, then the Connect call fails (bleak PR #1255 waits for that Connected=false before
+        # its own retry, so a fake that only replied with the error would hang bleak until its timeout).
+        self.stats.aborted_connects += 1
+        self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", True))
+        await asyncio.sleep(self.timing.resolve_delay)
+        self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", False))
 
     async def _disconnect(self, msg: Message, pack: _Pack) -> None:
         await self._link_down(pack, "disconnect requested")
@@ -715,17 +1016,8 @@ class FakeBluez:
     async def _held(self, pack: _Pack, duration: float) -> None:
         """Another program on this host connects the pack (see "held" in LINK_FAULTS), then lets go."""
         if not pack.connected and pack.connect_task is None:
-            if not pack.exported:
-                pack.exported = True
-                self._add_object(pack.path, {DEVICE_IFACE: self._device_props(pack)})
-            pack.connected = True
-            pack.requests = asyncio.Queue()
-            pack.responder = self._spawn(self._respond(pack))
-            self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", True))
-            self._export_gatt(pack)
-            self._set(pack.path, DEVICE_IFACE, ServicesResolved=Variant("b", True))
+            self._connected_by_another_client(pack)
             log.info("pack %d (%s) held by another client for %.1f s", pack.number, pack.address, duration)
-            self._changed()
         await asyncio.sleep(duration)
         await self._link_down(pack, "the other client let go")
 
@@ -773,12 +1065,25 @@ class FakeBluez:
             self._set(path, CHAR_IFACE, Notifying=Variant("b", False))
             return Message.new_method_return(msg)
         if msg.member == "WriteValue" and path == pack.write_path:
+            if self._ignores(pack, msg):
+                return Message.new_method_return(msg)
             if pack.echoing:
                 self._spawn(self._echo(pack, bytes(msg.body[0])))
             elif not pack.locked_gatt:  # a locked unit drops a write command (it has no ATT answer)
                 self._received(pack, bytes(msg.body[0]))
             return Message.new_method_return(msg)
         return Message.new_error(msg, "org.bluez.Error.NotSupported", f"{msg.member} not supported on {path}")
+
+    def _ignores(self, pack: _Pack, msg: Message) -> bool:
+        """A unit whose firmware drops write-without-response (ATT Write Command) although its characteristic
+        lists the flag, and answers only ATT Write Requests (the field reports in issue 11). BlueZ accepts the
+        command either way: without a response nobody learns it was dropped."""
+        options = msg.body[1] if len(msg.body) > 1 else {}
+        kind = options.get("type", Variant("s", "request")).value if isinstance(options, dict) else "request"
+        if kind == "command" and pack.fault("request_only", asyncio.get_running_loop().time()) is not None:
+            self.stats.ignored_commands += 1
+            return True
+        return False
 
     def _received(self, pack: _Pack, data: bytes) -> None:
         """Collect written bytes into request frames (a request may come in pieces)."""
@@ -916,16 +1221,6 @@ class FakeBluez:
         self._set(pack.path, DEVICE_IFACE, Paired=Variant("b", True), Bonded=Variant("b", True))
         log.info("pack %d (%s) bonded (%s)", pack.number, pack.address, "passkey" if mitm else "just works")
 
-    async def _remove_device(self, msg: Message, pack: _Pack) -> None:
-        """src/adapter.c remove_device(): a connected device is disconnected first; then its object goes, and
-        with it the keys of its bond (bleak's ``unpair()`` is this call)."""
-        if pack.connected or pack.connect_task is not None:
-            await self._link_down(pack, "device removed")
-        pack.exported = False
-        pack.paired = pack.mitm = False
-        self._remove_object(pack.path)
-        self._reply(msg)
-
     def forget_bond(self, pack: int) -> None:
         """BlueZ loses pack ``pack``'s bond (keys removed, storage lost): the next link must pair again."""
         target = self.packs[pack - 1]
@@ -974,6 +1269,7 @@ class FakeBluez:
                     **self.stats.as_dict(),
                     "connected": self.connected(),
                     "adapter_present": self._adapter_present,
+                    "discovering": sorted(a.name for a in self.adapters.values() if a.discoverers),
                 }
                 return Message.new_method_return(msg, "s", [json.dumps(state)])
         except (ValueError, TypeError) as exc:
@@ -1057,6 +1353,9 @@ async def _serve(args: argparse.Namespace) -> int:
         bus_address=args.bus_address,
         scripted_faults=not args.no_faults,
         with_adapter=not args.no_adapter,
+        adapters=args.adapters,
+        placement=args.placement,
+        connected_at_start=args.connected_at_start,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1087,6 +1386,19 @@ async def call_control(
     )
 
 
+def _adapter_list(text: str) -> list[tuple[str, str]]:
+    pairs = (item.partition("=") for item in text.split(","))
+    return [(name.strip(), address.strip()) for name, _, address in pairs]
+
+
+def _placement(text: str) -> dict[int, str]:
+    return {int(pack): name.strip() for pack, _, name in (i.partition("=") for i in text.split(","))}
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(item) for item in text.split(",") if item.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m btbattery.sim.bluez", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -1098,6 +1410,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packs", type=int, default=None, help="number of packs (default: the scenario's)")
     parser.add_argument("--no-faults", action="store_true", help="ignore the scenario's fault timeline")
     parser.add_argument("--no-adapter", action="store_true", help="bluetoothd without a controller")
+    parser.add_argument(
+        "--adapters",
+        type=_adapter_list,
+        default=None,
+        help=f"controllers as NAME=ADDRESS,... (default: hci0={DEFAULT_ADAPTERS[0][1]})",
+    )
+    parser.add_argument(
+        "--placement", type=_placement, default=None, help="packs on other adapters, as PACK=NAME,..."
+    )
+    parser.add_argument(
+        "--connected-at-start",
+        type=_numbers,
+        default=(),
+        help="packs a previous client left connected, as 1,2,... (no adverts from them)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -8,6 +8,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from btbattery.link.machine import Backoff, LinkTimeouts
 from btbattery.link.manager import LinkManager
@@ -107,7 +108,12 @@ class Recorder:
 
 
 class LinkRig:
-    """``async with LinkRig(packs=3) as rig:`` -- fake BlueZ and a started LinkManager on the system bus."""
+    """``async with LinkRig(packs=3) as rig:`` -- fake BlueZ and a started LinkManager on the system bus.
+
+    ``fake`` passes extra arguments to :class:`FakeBluez` (adapters, placement, slots, connected_at_start);
+    ``link`` to :class:`LinkManager` (adapter, pack_adapters); ``before_links(fake)`` runs after the fake
+    started and before the links do (faults present from the start).
+    """
 
     def __init__(
         self,
@@ -119,12 +125,21 @@ class LinkRig:
         faults: list[Fault] | None = None,
         bank: Scenario | None = None,
         locks: dict[int, PackLocks] | None = None,
+        backoff: Backoff = FAST_BACKOFF,
+        fake: dict[str, Any] | None = None,
+        link: dict[str, Any] | None = None,
+        before_links: Callable[[FakeBluez], None] | None = None,
     ) -> None:
         bank = dataclasses.replace(bank or scenario(packs), faults=faults or [])
-        self.fake = FakeBluez(bank, timing=timing, variants=variants, scripted_faults=bool(faults))
+        self.fake = FakeBluez(
+            bank, timing=timing, variants=variants, scripted_faults=bool(faults), **(fake or {})
+        )
         self.poll = poll
         self.timeouts = timeouts
         self.locks = locks
+        self.backoff = backoff
+        self.link_args = link or {}
+        self.before_links = before_links
         self.rec = Recorder()
         self.manager: LinkManager | None = None
 
@@ -134,13 +149,16 @@ class LinkRig:
 
     async def __aenter__(self) -> LinkRig:
         await self.fake.start()
+        if self.before_links is not None:
+            self.before_links(self.fake)
         self.manager = LinkManager(
             [(p.number, p.address) for p in self.fake.packs],
             poll_interval=self.poll,
             timeouts=self.timeouts,
-            backoff=FAST_BACKOFF,
+            backoff=self.backoff,
             seed=7,
             locks=self.locks,
+            **self.link_args,
         )
         self.manager.states.subscribe(self.rec.on_event)
         self.manager.readings.subscribe(self.rec.on_reading)

@@ -38,7 +38,8 @@ async def test_password_locked_pack_with_the_right_password_is_polled(
         await rig.rec.all_polling(rig.packs)
         await rig.rec.readings_after(2, 2, since=0, timeout=5.0)
         states = rig.rec.states_of(2)
-        assert states[:5] == [
+        assert states[:6] == [
+            LinkState.LOCATING,
             LinkState.SCANNING,
             LinkState.CONNECTING,
             LinkState.SUBSCRIBING,
@@ -116,7 +117,8 @@ async def test_passkey_pack_pairs_once_and_keeps_the_bond(caplog: pytest.LogCapt
         await rig.rec.all_polling(rig.packs)
         await rig.rec.readings_after(2, 2, since=0, timeout=5.0)
         stats, link = rig.fake.stats, rig.manager.links[1]  # type: ignore[union-attr]
-        assert rig.rec.states_of(2)[:4] == [
+        assert rig.rec.states_of(2)[:5] == [
+            LinkState.LOCATING,
             LinkState.SCANNING,
             LinkState.CONNECTING,
             LinkState.PAIRING,
@@ -213,7 +215,7 @@ async def test_password_set_for_an_unlocked_pack_does_not_keep_it_from_polling(
     rig = LinkRig(packs=2, locks={2: PackLocks(password=Secret(PASSWORD))})  # pack 2 has no lock
     async with rig:
         await rig.rec.readings_after(2, 2, since=0, timeout=15.0)
-        assert rig.rec.states_of(2)[3:5] == [LinkState.AUTHENTICATING, LinkState.POLLING]
+        assert rig.rec.states_of(2)[4:6] == [LinkState.AUTHENTICATING, LinkState.POLLING]
     ours = [r for r in caplog.records if r.name.startswith("btbattery")]
     warnings = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "ignores the FF AA handshake" in warnings[0]

@@ -162,6 +162,27 @@ def test_duplicate_pack_is_refused(tmp_path: Path) -> None:
     bad(tmp_path, "", r"command line: pack A4:C1:37:00:00:01 is listed twice", pack_args=[MAC1, MAC1.lower()])
 
 
+def test_bluetooth_adapter_by_name_or_address_and_per_pack(tmp_path: Path) -> None:
+    assert default_config().bluetooth_adapter == "hci0"
+    assert load_text(tmp_path, "BLUETOOTH_ADAPTER = hci1\n").bluetooth_adapter == "hci1"
+    config = load_text(tmp_path, "BLUETOOTH_ADAPTER = 00:1a:7d:da:71:13\n")
+    assert config.bluetooth_adapter == "00:1A:7D:DA:71:13"
+    pack_file = write(tmp_path / "p2.ini", "BLUETOOTH_ADAPTER = 5c:f3:70:a1:b2:c3\n")
+    config = load_config(pack_args=[MAC1, f"{MAC2}:{pack_file}"], search_dirs=())
+    assert [p.adapter for p in config.packs] == [None, "5C:F3:70:A1:B2:C3"]
+    assert config.packs[1].charge_limit == config.max_pack_charge_current
+    accepted = r"accepted: an adapter name like hci0 or its Bluetooth address"
+    for text in ("hci", "usb0", "00:1A:7D:DA:71", "hci0 hci1", ""):
+        bad(tmp_path, f"BLUETOOTH_ADAPTER = {text}\n", rf"config\.ini: BLUETOOTH_ADAPTER = .* {accepted}")
+    write(pack_file, "BLUETOOTH_ADAPTER = wlan0\n")
+    bad(
+        tmp_path,
+        "",
+        rf"p2\.ini: BLUETOOTH_ADAPTER = 'wlan0' is not valid; {accepted}",
+        pack_args=[f"{MAC2}:{pack_file}"],
+    )
+
+
 def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
     pack_file = write(tmp_path / "p.ini", "MAX_CELL_VOLTAGE = 3.5\n")
     bad(

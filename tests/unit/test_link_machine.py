@@ -17,6 +17,7 @@ from btbattery.link.machine import (
     ACTIVE_STATES,
     BACKOFF,
     IDLE,
+    LOCATING,
     POLLING,
     SCANNING,
     STATES,
@@ -94,18 +95,31 @@ def test_failure_from_any_working_state_backs_off_and_stop_always_reaches_idle()
         assert _dest("fail", state) == BACKOFF
     for state in [*ACTIVE_STATES, BACKOFF, "refused"]:
         assert _dest("halt", state) == IDLE
-    assert _dest("retry", BACKOFF) == SCANNING  # never straight back to a cached device
+    # Every new attempt starts by asking BlueZ afresh (a device object may have gone since).
+    assert _dest("retry", BACKOFF) == LOCATING
     assert _dest("fail", IDLE) is None and _dest("fail", BACKOFF) is None
+
+
+def test_a_known_device_is_connected_without_a_scan_and_a_lost_link_skips_the_backoff() -> None:
+    assert _dest("known", LOCATING) == "connecting"
+    assert _dest("unknown", LOCATING) == SCANNING
+    assert _dest("forgotten", LOCATING) == SCANNING  # removed from BlueZ: only a scan brings it back
+    assert _dest("lost", POLLING) == LOCATING
+    assert _dest("wedged", LOCATING) == "resetting" and _dest("reset", "resetting") == LOCATING
 
 
 def test_timed_states_have_a_timeout_handler() -> None:
     timed = {s["name"] for s in STATES if "timeout" in s}
     locks = {"pairing", "authenticating", "refused"}
-    assert timed == {"scanning", "connecting", "subscribing", "backoff"} | locks
-    timeouts = LinkTimeouts(scan=7, connect_wait=9, subscribe=4, pair=61, authenticate=8, refused=240)
+    assert timed == {"locating", "scanning", "connecting", "subscribing", "backoff", "resetting"} | locks
+    timeouts = LinkTimeouts(
+        locate=2, scan=7, connect_wait=9, subscribe=4, pair=61, authenticate=8, refused=240, reset=5
+    )
     resolved = machine.state_table(timeouts, Backoff(initial=3))
     assert {s["name"]: s.get("timeout") for s in resolved} == {
         "idle": None,
+        "locating": 2,
+        "resetting": 5,
         "scanning": 7,
         "connecting": 9,
         "pairing": 61,
@@ -124,7 +138,7 @@ def test_a_locked_pack_is_retried_only_after_minutes_and_can_always_stop() -> No
     for state in LOCK_STATES:
         assert _dest("refuse", state) == REFUSED
     assert _dest("refuse", SCANNING) is None and _dest("refuse", BACKOFF) is None
-    assert _dest("retry", REFUSED) == SCANNING and _dest("halt", REFUSED) == IDLE
+    assert _dest("retry", REFUSED) == LOCATING and _dest("halt", REFUSED) == IDLE
 
 
 class _Model:
@@ -159,6 +173,7 @@ async def test_machine_walks_the_table_and_ignores_stale_triggers() -> None:
     model.machine = build_machine(model, LinkTimeouts(), Backoff(), "unit")  # type: ignore[attr-defined]
     m: Any = model
     await m.begin(reason="start")
+    await m.unknown(origin=LOCATING)
     await m.found(origin=SCANNING)
     await m.connected(origin="connecting")
     await m.subscribed(origin="subscribing")
@@ -172,6 +187,7 @@ async def test_machine_walks_the_table_and_ignores_stale_triggers() -> None:
     await m.halt(reason="stopping")
     assert model.state == IDLE
     assert [s for s, _ in model.entered] == [
+        "locating",
         "scanning",
         "connecting",
         "subscribing",
@@ -194,10 +210,19 @@ def test_checked_in_diagram_matches_the_table() -> None:
 
 def test_diagram_sources_show_every_transition() -> None:
     mermaid, dot = machine.mermaid(), machine.dot()
+    # Mermaid edges: "src --> dest: a | b" (transitions joins triggers between the same two states).
+    edges = {
+        (src, dest, trigger)
+        for line in mermaid.splitlines()
+        if " --> " in line and ": " in line
+        for src, _, rest in [line.strip().partition(" --> ")]
+        for dest, _, label in [rest.partition(": ")]
+        for trigger in label.split(" | ")
+    }
     for t in TRANSITIONS:
         sources = t["source"] if isinstance(t["source"], list) else [t["source"]]
         for src in sources:
-            assert f"{src} --> {t['dest']}: {t['trigger']}" in mermaid
+            assert (src, t["dest"], t["trigger"]) in edges
             assert f'{src} -> {t["dest"]} [label="{t["trigger"]}"]' in dot
 
 
