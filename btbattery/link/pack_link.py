@@ -93,7 +93,7 @@ PAIRING_REFUSALS = (
 
 # Failures that say "not there" (out of range, switched off) rather than "BlueZ holds something stale":
 # they never count towards removing the device from BlueZ.
-_ABSENCE = re.compile(r"timed out|timeout|link lost|not found|not powered", re.IGNORECASE)
+_ABSENCE = re.compile(r"timed out|timeout|link lost|not found|not powered|unreachable", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +413,7 @@ class PackLink:
             name = port.adapter or await port.resolve()
             view = await bluez.view()
         except BluezError as exc:
-            raise _LinkDown(f"BlueZ: {exc}") from exc
+            raise _LinkDown(f"BlueZ unreachable: {exc}") from exc
         adapter = view.adapters.get(name)
         if adapter is None:
             raise _LinkDown(f"no adapter {name} in BlueZ (has {describe_adapters(view.adapters)})")
@@ -745,7 +745,7 @@ class PackLink:
             self._attempt = 0  # a working link resets the backoff series
             self.lock_problem = ""  # it answers now (a lock fixed in the app, a retry that passed)
             self._rebonded = False
-            self._failure_kind, self._same_failures = "", 0
+            self._failure_kind, self._same_failures, self._forget_due = "", 0, False
         self.readings.on_next(reading)
 
     def _flush(self) -> None:

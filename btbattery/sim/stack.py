@@ -30,6 +30,7 @@ class SimulatedStack:
     scenario: str = "default"
     packs: int | None = None  # pack count override for the scenario
     service_args: list[str] = field(default_factory=list)  # extra options for the service
+    bluez_args: list[str] = field(default_factory=list)  # extra options for the fake BlueZ (adapters, ...)
     service_log: IO[bytes] | int | None = None  # where the service's output goes (None = inherit)
     start_service: bool = True
     system: PrivateBus = field(default_factory=PrivateBus)
@@ -62,18 +63,10 @@ class SimulatedStack:
             await self.start_service_process()
 
     async def _start_bluez(self) -> None:
-        cmd = [sys.executable, "-m", "btbattery.sim.bluez", "--bus-address", self.system.address]
-        cmd += ["--scenario", self.scenario]
+        args = ["--scenario", self.scenario, *self.bluez_args]
         if self.packs is not None:
-            cmd += ["--packs", str(self.packs)]
-        self.bluez = await asyncio.create_subprocess_exec(
-            *cmd, stdout=asyncio.subprocess.PIPE, env=_child_env(), start_new_session=True
-        )
-        assert self.bluez.stdout is not None
-        line = await asyncio.wait_for(self.bluez.stdout.readline(), READY_TIMEOUT)
-        if not line:
-            raise RuntimeError("the fake BlueZ exited before it was ready")
-        self.addresses = _addresses_from_ready_line(line.decode())
+            args += ["--packs", str(self.packs)]
+        self.bluez, self.addresses = await start_fake_bluez(self.system.address, *args)
 
     def service_command(self) -> list[str]:
         args = list(self.service_args)
@@ -137,6 +130,20 @@ class SimulatedStack:
         if self.pack_dir is not None:
             self.pack_dir.cleanup()
             self.pack_dir = None
+
+
+async def start_fake_bluez(system_address: str, *args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """The fake BlueZ as its own process on ``system_address`` (``args``: its options); returns the process
+    and the packs' addresses once it is ready."""
+    cmd = [sys.executable, "-m", "btbattery.sim.bluez", "--bus-address", system_address, *args]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, env=_child_env(), start_new_session=True
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
+    if not line:
+        raise RuntimeError("the fake BlueZ exited before it was ready")
+    return proc, _addresses_from_ready_line(line.decode())
 
 
 def _child_env() -> dict[str, str]:

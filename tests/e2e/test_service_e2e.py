@@ -271,6 +271,48 @@ async def test_bad_mac_is_refused_before_any_connection(tmp_path: Path) -> None:
         assert (await fake_bluez_stats(stack.system_address))["connect_calls"] == 0
 
 
+DONGLE = "5C:F3:70:A1:B2:C3"
+
+
+async def test_adapter_named_by_its_address_in_the_config(tmp_path: Path) -> None:
+    """The USB adapter came up as hci1 this boot; BLUETOOTH_ADAPTER names it by address and every pack
+    (in range of that adapter only) is reached."""
+    config = tmp_path / "config.ini"
+    config.write_text(Path(CONFIG).read_text() + f"BLUETOOTH_ADAPTER = {DONGLE.lower()}\n")
+    async with SimulatedStack(
+        scenario=str(DATA / "scenarios" / "e2e_steady.json"),
+        service_args=["--config", str(config), "--state-file", str(tmp_path / "state.json")],
+        bluez_args=[
+            "--adapters",
+            f"hci0=00:1A:7D:DA:71:13,hci1={DONGLE}",
+            "--placement",
+            "1=hci1,2=hci1,3=hci1",
+        ],
+        service_log=(tmp_path / "service.log").open("wb"),
+    ) as stack:
+        client = await VenusClient.connect(stack.session_address, SERVICE)
+        try:
+            await client.wait_for_service(START_TIMEOUT)
+            await client.wait_until(_active(3), START_TIMEOUT)
+        finally:
+            client.close()
+    assert "adapter 5C:F3:70:A1:B2:C3 is hci1" in (tmp_path / "service.log").read_text()
+
+
+async def test_an_adapter_bluez_does_not_have_is_refused_naming_those_it_has() -> None:
+    async with SimulatedStack(
+        scenario=str(DATA / "scenarios" / "e2e_steady.json"), start_service=False
+    ) as stack:
+        result = await asyncio.to_thread(
+            _run_service, "-p", stack.addresses[0], "--adapter", DONGLE, system=stack.system_address
+        )
+        assert result.returncode == 1
+        assert f"wanted adapter {DONGLE}" in result.stderr and "hci0 (00:1A:7D:DA:71:13)" in result.stderr
+        assert (await fake_bluez_stats(stack.system_address))["connect_calls"] == 0
+    bad = _run_service("-p", stack.addresses[0], "--adapter", "usb0")
+    assert bad.returncode == 2 and "'usb0'" in bad.stderr and "hci0" in bad.stderr
+
+
 def test_bad_config_key_names_file_key_and_nearest(tmp_path: Path) -> None:
     bad = tmp_path / "config.ini"
     bad.write_text("[DEFAULT]\nMAX_BATTERY_CHARGE_CURENT = 100\n")

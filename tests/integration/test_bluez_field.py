@@ -210,3 +210,32 @@ async def test_a_pack_beyond_the_adapters_slots_backs_off_without_disturbing_the
             assert rec.max_gap(pack, start, end) <= 2 * POLL
         (left_out,) = set(rig.packs) - set(up)
         assert any("connection-limit" in r for r in _backed_off(rig, left_out))
+
+
+async def test_discovery_runs_only_while_a_pack_is_missing_and_rests_with_its_backoff() -> None:
+    # Radio hygiene: no scan while every pack is connected; a pack out of range is looked for during its
+    # scanning window only, and discovery stops while it backs off.
+    timing = dataclasses.replace(FAST_RADIO, device_expiry=0.5)
+    backoff = Backoff(initial=3.0, cap=3.0, jitter=0.0)
+    async with LinkRig(packs=2, timing=timing, backoff=backoff) as rig:
+        rec, fake = rig.rec, rig.fake
+        await rec.all_polling(rig.packs)
+        await fake.wait_until(lambda f: not any(a.discoverers for a in f.adapters.values()), 5.0)
+        mark = len(rec.events)
+        fake.inject(2, "drop", 60.0)
+        await rec.wait(
+            lambda: any(e.pack == 2 and e.state == LinkState.SCANNING for e in rec.events[mark:]),
+            15.0,
+            "pack 2 looking for its device by discovery",
+        )
+        await rec.wait(
+            lambda: (
+                rec.state(2) == LinkState.BACKOFF
+                and "scanning timed out" in [e for e in rec.events if e.pack == 2][-1].reason
+            ),
+            15.0,
+            "pack 2 backing off after an unsuccessful scan",
+        )
+        await fake.wait_until(lambda f: not any(a.discoverers for a in f.adapters.values()), 1.0)
+        assert rec.state(2) == LinkState.BACKOFF, "discovery stopped while the pack backs off"
+        assert fake.stats.discovery_starts >= 2  # the first one at start, then for the missing pack

@@ -66,11 +66,7 @@ class LinkRecovery(RuleBasedStateMachine):
             self.loop.run_until_complete(self._recovers())
         finally:
             self.loop.run_until_complete(self.rig.__aexit__(None, None, None))
-            # bleak keeps a BlueZ manager per loop with its own tasks: end them with the loop.
-            leftovers = asyncio.all_tasks(self.loop)
-            for task in leftovers:
-                task.cancel()
-            self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            self.loop.run_until_complete(_end_leftover_tasks())
             self.loop.close()
 
     async def _recovers(self) -> None:
@@ -81,6 +77,14 @@ class LinkRecovery(RuleBasedStateMachine):
         for pack in self.rig.packs:
             await rec.readings_after(pack, 1, since=seen[pack], timeout=RECOVERY_BOUND)
         assert all(rec.state(p) == LinkState.POLLING for p in self.rig.packs)
+
+
+async def _end_leftover_tasks() -> None:
+    """bleak keeps a BlueZ manager per loop with its own tasks: end them with the loop."""
+    leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
 
 
 @pytest.mark.usefixtures("system_bus")
