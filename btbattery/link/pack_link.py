@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from reactivex.subject import Subject
 
 from btbattery.link.answers import AnswerWindow
-from btbattery.link.bluez import BluezError, BluezHousekeeper, describe_adapters, resolve_adapter
+from btbattery.link.bluez import Adapter, BluezError, BluezHousekeeper, describe_adapters, resolve_adapter
 from btbattery.link.machine import (
     AUTHENTICATING,
     BACKOFF,
@@ -159,6 +159,15 @@ class AdapterPort:
             log.info("adapter %s is %s", self.spec or "(first)", name)
         self.name = self.scanner.adapter = name
         return name
+
+    def renamed(self, adapters: dict[str, Adapter]) -> Adapter | None:
+        """The adapter named by address, back under another hciN (a USB adapter plugged in again)."""
+        name = resolve_adapter(self.spec, adapters) if self.spec and _is_address(self.spec) else None
+        if name is None:
+            return None
+        log.info("adapter %s is now %s (was %s)", self.spec, name, self.name)
+        self.name = self.scanner.adapter = name
+        return adapters[name]
 
     def may_power_cycle(self) -> bool:
         if self._cycle is not None and not self._cycle.done():
@@ -414,9 +423,10 @@ class PackLink:
             view = await bluez.view()
         except BluezError as exc:
             raise _LinkDown(f"BlueZ unreachable: {exc}") from exc
-        adapter = view.adapters.get(name)
+        adapter = view.adapters.get(name) or port.renamed(view.adapters)
         if adapter is None:
             raise _LinkDown(f"no adapter {name} in BlueZ (has {describe_adapters(view.adapters)})")
+        name = adapter.name
         if not adapter.powered:
             if port.may_power_cycle():
                 return "wedged"

@@ -7,15 +7,29 @@ import threading
 
 from btbattery.app import RunOptions, Watchdog
 
+_THREADS: dict[asyncio.AbstractEventLoop, threading.Thread] = {}
+
 
 def _loop_in_thread() -> asyncio.AbstractEventLoop:
     loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, name="loop", daemon=True).start()
+    _THREADS[loop] = thread = threading.Thread(target=loop.run_forever, name="loop", daemon=True)
+    thread.start()
     return loop
 
 
 def _stop(loop: asyncio.AbstractEventLoop) -> None:
+    """Stop the loop's thread, then end what it left (the release a stuck loop never ran) and close it."""
     loop.call_soon_threadsafe(loop.stop)
+    _THREADS.pop(loop).join(timeout=10)
+    leftovers = asyncio.all_tasks(loop)
+    for task in leftovers:
+        task.cancel()
+
+    async def settle() -> None:
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    loop.run_until_complete(settle())
+    loop.close()
 
 
 def test_a_slow_but_running_loop_releases_the_packs() -> None:
