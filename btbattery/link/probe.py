@@ -3,7 +3,8 @@
 ``await check_locks("AA:..", PackLocks(...))`` runs the real link for that pack alone until it delivers a
 reading, is refused or runs out of time, then lets go of it. The answer names the lock and what to set
 ("needs a password (PASSWORD = ...)", "needs pairing (PASSKEY = ...)", "password refused", "pairing
-refused"), never a secret. Do not call it for a pack a running service holds: ask the service instead
+refused"), never a secret. Do not call it for a pack a running service holds: the link closes any
+connection it did not make (issue 11), so it would take the pack from the service. Ask the service instead
 (its ``/Parallel/Battery<n>/LinkState`` reads ``refused`` and its log has the reason).
 """
 
