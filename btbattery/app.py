@@ -221,12 +221,14 @@ class Service:
                 loop.remove_signal_handler(sig)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, fatal: asyncio.Future[int]) -> int:
+        from btbattery.dbus import writer
         from btbattery.dbus.busitem import connect_bus
         from btbattery.link.manager import LinkManager
         from btbattery.link.pack_link import PackLocks
         from btbattery.pipeline.streams import build_pipeline, loop_scheduler
         from btbattery.statefile import DEFAULT_STATE_FILE, charge_mode_io
 
+        writer.install()  # before any connection, bleak's to BlueZ included: a full socket is not a lost bus
         packs = self.config.packs
         own_adapters = {p.number: p.adapter for p in packs if p.adapter}
         await check_adapter(self.options.adapter, *own_adapters.values())

@@ -26,6 +26,8 @@ from dbus_fast import BusType, ErrorType, Message, MessageFlag, MessageType, Var
 from dbus_fast.aio import MessageBus
 from dbus_fast.constants import NameFlag, RequestNameReply
 
+from btbattery.dbus import writer
+
 log = logging.getLogger(__name__)
 
 BUSITEM = "com.victronenergy.BusItem"
@@ -149,7 +151,7 @@ class BusItemTree:
         self._bus = bus
         self._items: dict[str, _Item] = {}
         self._dirty: dict[str, None] = {}  # ordered set of changed paths since the last signal
-        self._all_items: dict[str, dict[str, Variant]] | None = None  # GetItems body until something changes
+        self._all_items: writer.CachedBody | None = None  # GetItems reply body until something changes
         self._batch_depth = 0
         self._name: str | None = None
         self._serving = False
@@ -291,8 +293,9 @@ class BusItemTree:
     async def wait_lost(self) -> BaseException:
         """Return when the bus connection is lost without ``close()``: the caller should exit non-zero.
 
-        dbus-fast 5.x drops its connection on EAGAIN under signal bursts and then stays silent; a
-        service that keeps running without a bus would publish nothing and never be restarted.
+        A bus that really goes away (the daemon restarted) must end the service; a full socket no longer
+        does (:mod:`btbattery.dbus.writer`). A service that kept running without a bus would publish nothing
+        and never be restarted.
         """
         if self._lost is None:
             raise RuntimeError("register() first")
@@ -329,14 +332,18 @@ class BusItemTree:
             return True
         return reply
 
-    def _get_items(self, msg: Message) -> Message:
+    def _get_items(self, msg: Message) -> Message | bool:
         if msg.path != "/":
             return _unknown_method(msg)
         if msg.signature:
             return _invalid_args(msg, "GetItems takes no arguments")
-        if self._all_items is None:
-            self._all_items = {path: item.entry for path, item in self._items.items()}
-        return Message.new_method_return(msg, "a{sa{sv}}", [self._all_items])
+        if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
+            return True
+        if self._all_items is None:  # marshalled once per change, not once per caller
+            body = {path: item.entry for path, item in self._items.items()}
+            self._all_items = writer.CachedBody("a{sa{sv}}", [body])
+        reply = self._all_items.reply(self._bus, msg)
+        return True if reply is None else reply
 
     def _get_value(self, msg: Message) -> Message:
         if msg.signature:
@@ -456,8 +463,10 @@ async def connect_bus(address: str | None = None) -> MessageBus:
     """Connect where Victron's own services publish.
 
     An explicit address wins; otherwise the session bus when ``DBUS_SESSION_BUS_ADDRESS`` is set (tests,
-    demos, a laptop), else the system bus (a GX device).
+    demos, a laptop), else the system bus (a GX device). Every connection gets the writer that survives a
+    full socket (:mod:`btbattery.dbus.writer`).
     """
+    writer.install()
     if address:
         bus = MessageBus(bus_address=address)
     elif os.environ.get("DBUS_SESSION_BUS_ADDRESS"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -55,6 +56,16 @@ class PrivateBus:
             self._proc.wait(timeout=5)
             self._proc = None
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def pause(self) -> None:
+        """Stop the daemon reading its sockets (SIGSTOP), as a busy system bus on a small board does for a
+        moment: the senders' socket buffers fill. ``resume()`` lets it drain them."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> PrivateBus:
         return self.start()
