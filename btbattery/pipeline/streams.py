@@ -179,6 +179,8 @@ class BankCycle:
             log.info("bank update works again at t=%.1f", now)
             self.failing = False
         mode = chargemode.describe(self.charge_state, cfg, snapshot.cells_per_pack, now)
+        if target.cvl_by_cells:  # serialbattery says "(Cell OVP)": the cells, not the mode, set the CVL now
+            mode += " (CVL held by the cells)"
         faults = tuple(
             f"pack {pack} sensor {n}" for pack, t in sorted(temperatures.items()) for n in t.faults
         )

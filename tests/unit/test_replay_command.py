@@ -165,3 +165,11 @@ def test_packs_listed_in_the_config_keep_their_own_limits(tmp_path: Path) -> Non
     config = load_config(config_file, search_dirs=())
     specs = pack_specs(("A4:C1:37:20:00:01", "A4:C1:37:20:00:02"), config)
     assert [(s.number, s.charge_limit) for s in specs] == [(1, config.max_pack_charge_current), (2, 12.0)]
+
+
+def test_the_charge_mode_text_says_when_the_cells_hold_the_cvl() -> None:
+    """/Info/ChargeMode names the mode and, while a cell holds the CVL down, says so (serialbattery's
+    "Cell OVP"); the runaway recording crosses MAX_CELL_VOLTAGE at 17 s."""
+    assert at("replay_runaway_cell", 10.0).charge_mode == "Bulk"
+    assert at("replay_runaway_cell", 20.0).charge_mode == "Bulk (CVL held by the cells)"
+    assert at("replay_full_day", 900.0).charge_mode == "Float"
