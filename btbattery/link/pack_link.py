@@ -83,6 +83,8 @@ LOCK_MESSAGES = {
     "echo_bonded": "it still echoes every request after pairing again with PASSKEY: check PASSKEY, or "
     "remove the bond (bluetoothctl remove MAC) and restart the service",
     "pairing_refused": f"pairing refused ({{error}}): check PASSKEY {WHERE}",
+    "bond_refused": "it still says 'Not paired' after pairing again with PASSKEY: check PASSKEY, or remove "
+    "the bond (bluetoothctl remove MAC) and restart the service",
 }
 # Pair errors that mean "the passkey (or its absence) is wrong", not "the radio hiccuped" (src/device.c).
 PAIRING_REFUSALS = (
@@ -517,9 +519,7 @@ class PackLink:
             transport = await GattTransport.open(client, self._on_notify)
         except TransportError as exc:
             if _not_paired(exc.__cause__):
-                if self.locks.passkey is None:
-                    raise _Refused(LOCK_MESSAGES["not_paired"]) from exc
-                raise _LinkDown("the pack no longer knows our bond: pairing again") from exc
+                raise await self._bond_refused("not_paired") from exc
             raise _LinkDown(str(exc)) from exc
         if self._learned_with_response is not None and transport.offers_both_write_types:
             transport.with_response = self._learned_with_response
@@ -605,8 +605,8 @@ class PackLink:
         try:
             await transport.write(request)
         except TransportError as exc:
-            if _not_paired(exc.__cause__) and self.locks.passkey is None:
-                raise _Refused(LOCK_MESSAGES["not_paired"]) from exc
+            if _not_paired(exc.__cause__):
+                raise await self._bond_refused("not_paired") from exc
             raise _LinkDown(str(exc)) from exc
 
     async def _request(self, request: bytes) -> bool:
@@ -680,20 +680,25 @@ class PackLink:
         raise await self._echoing()  # the probe itself came back as an echo
 
     async def _echoing(self) -> Exception:
-        """What to do about a unit that echoes our requests (it wants a passkey bond): without a PASSKEY,
-        say so; with one, the bond BlueZ holds was made without it (Just Works), so remove it once and let
-        the next connection pair with the passkey; if it echoes after that too, say so."""
+        return await self._bond_refused("echo")
+
+    async def _bond_refused(self, sign: str) -> Exception:
+        """What to do about a unit that wants a passkey bond it does not have (``sign``: it says "Not
+        paired", or it echoes our requests). Without a PASSKEY, say so. With one, the bond BlueZ holds is
+        not one the unit accepts (made Just Works, or the unit forgot it: BlueZ would skip pairing for
+        ever), so remove it once and let the next connection pair with the passkey; if that does not
+        help either, say so."""
         if self.locks.passkey is None:
-            return _Refused(LOCK_MESSAGES["echo"])
+            return _Refused(LOCK_MESSAGES[sign])
         if self._rebonded:
-            return _Refused(LOCK_MESSAGES["echo_bonded"])
+            return _Refused(LOCK_MESSAGES["echo_bonded" if sign == "echo" else "bond_refused"])
         self._rebonded = True
-        self._log(logging.WARNING, "it echoes although paired: the bond lacks the passkey; re-pairing")
+        self._log(logging.WARNING, "the unit does not accept the bond BlueZ holds (%s); re-pairing", sign)
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.unpair()  # RemoveDevice: the bond and the device object go
-        return _LinkDown("bond made without the passkey removed; pairing again with PASSKEY")
+        return _LinkDown("a bond the unit does not accept was removed; pairing again with PASSKEY")
 
     def _drain_auth_answers(self) -> None:
         while not self._auth_answers.empty():

@@ -262,19 +262,24 @@ async def test_our_agent_gives_the_passkey_only_for_its_pack(system_bus: str) ->
             bus.disconnect()
 
 
-async def test_a_bond_made_without_the_passkey_is_replaced_once(caplog: pytest.LogCaptureFixture) -> None:
-    """An echo unit bonded Just Works (by another tool, or before PASSKEY was set) keeps echoing: the link
-    removes that bond once and pairs again with the passkey (esphome-jbd-bms #245: mode 9 echoes, mode 13
-    answers)."""
+@pytest.mark.parametrize("kind", ["echo", "passkey"])
+async def test_a_bond_the_unit_does_not_accept_is_replaced_once(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BlueZ holds a bond the unit does not accept (made Just Works by another tool or before PASSKEY was
+    set, or forgotten by the unit): an echo unit keeps echoing, a passkey unit keeps saying "Not paired",
+    and BlueZ would skip pairing for ever. The link removes that bond once and pairs again with the
+    passkey (esphome-jbd-bms #245: mode 9 echoes, mode 13 answers)."""
     caplog.set_level(logging.INFO)
     rig = LinkRig(
-        bank=locked_bank(pairing="echo", passkey=PASSKEY), locks={2: PackLocks(passkey=Secret(str(PASSKEY)))}
+        bank=locked_bank(pairing=kind, passkey=PASSKEY), locks={2: PackLocks(passkey=Secret(str(PASSKEY)))}
     )
     rig.fake.packs[1].paired = True  # BlueZ holds a bond, made without MITM
     async with rig:
         await rig.rec.readings_after(2, 2, since=0, timeout=20.0)
         stats = rig.fake.stats
-        assert rig.fake.packs[1].mitm and stats.echoes >= 1
+        assert rig.fake.packs[1].mitm
+        assert (stats.echoes if kind == "echo" else stats.not_paired_errors) >= 1
         assert (stats.pair_calls, stats.passkey_requests, stats.bonds) == (1, 1, 1)
         assert LinkState.REFUSED not in rig.rec.states_of(2)
     ours = [r for r in caplog.records if r.name.startswith("btbattery")]
