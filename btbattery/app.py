@@ -245,7 +245,7 @@ class Service:
             locks={p.number: PackLocks(p.password, p.passkey) for p in packs},
             pack_adapters=own_adapters,
         )
-        watchdog = Watchdog(loop, self.options, fatal, on_stall=lambda: links.stop(timeout=2.0))
+        watchdog = Watchdog(loop, self.options, fatal, on_stall=lambda: last_word_after_stall(sink, links))
         cells = FirstReadings(len(packs))
         disposables = [
             links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),
@@ -378,6 +378,12 @@ class BankSink:
                 log.error("publishing the bank on D-Bus failed: %r", error, exc_info=error)
                 if self._on_failure is not None:
                     self._on_failure(error)
+
+
+async def last_word_after_stall(sink: BankSink, links: Any) -> None:
+    """What the stall watchdog asks of a loop that may only be slow: the stop state first, then the packs."""
+    sink.stop()
+    await links.stop(timeout=2.0)
 
 
 def stop_state(state: BankState, no_data: bool = False) -> BankState:
