@@ -15,12 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btbattery.config import Config
 from btbattery.model import BankState, ChargeLimits, LinkState, PackReading
 from btbattery.pipeline.alerts import ALARM
 from btbattery.pipeline.disconnect import STOPPING
+from btbattery.recorder import ErrorTrigger
+
+if TYPE_CHECKING:
+    from btbattery.dbus.recorder import RecorderHost
 
 log = logging.getLogger("btbattery")
 
@@ -236,6 +240,7 @@ class Service:
             bus = await connect_bus(self.options.dbus_address)
         except (OSError, EOFError) as exc:
             raise Fatal(f"cannot connect to the D-Bus to publish on: {exc}") from None
+        recorder = self._recorder(bus, loop)
         scheduler = loop_scheduler(loop)
         links = LinkManager(
             [(p.number, p.address) for p in packs],
@@ -251,7 +256,17 @@ class Service:
             links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),
             links.states.subscribe(on_next=_log_link_event),
         ]
-        sink = BankSink(on_failure=lambda error: _resolve(fatal, EXIT_FATAL, _lost_what(error)))
+        error_trigger = None
+        if recorder.recorder.enabled:
+            for link in links.links:
+                link.on_traffic = recorder.recorder.traffic
+            disposables.append(links.states.subscribe(on_next=recorder.on_link))
+            error_trigger = ErrorTrigger(recorder.incident)
+            log.addHandler(error_trigger)
+        sink = BankSink(
+            on_failure=lambda error: _resolve(fatal, EXIT_FATAL, _lost_what(error)),
+            on_state=recorder.on_state if recorder.recorder.enabled else None,
+        )
         restore, save = charge_mode_io(self.options.state_file or DEFAULT_STATE_FILE)
         bank = build_pipeline(
             packs,
@@ -284,6 +299,9 @@ class Service:
             # Before anything slow: the last word DVCC hears from us must be a safe one (stop_state).
             said = loop.time()
             sink.stop(no_data=fatal.done() and fatal.result() == EXIT_WATCHDOG)
+            if error_trigger is not None:
+                log.removeHandler(error_trigger)
+            await recorder.close()
             await links.stop(timeout=5.0)
             if service is not None:
                 if bus.connected:  # long enough for DVCC to act on it before the name goes
@@ -293,6 +311,24 @@ class Service:
             bus.disconnect()
         log.info("stopped (exit %d)", code)
         return code
+
+    def _recorder(self, bus: Any, loop: asyncio.AbstractEventLoop) -> RecorderHost:
+        """The flight recorder and its D-Bus object, before the battery tree claims the bus name."""
+        from btbattery.dbus.recorder import RecorderHost
+        from btbattery.recorder import FlightRecorder
+
+        cfg = self.config
+        ring = FlightRecorder([p.address for p in cfg.packs], cfg.recorder_minutes, cfg.poll_interval)
+        host = RecorderHost(bus, ring, cfg.recorder_dir, cfg.recorder_max_files, loop)
+        host.attach()
+        if ring.enabled:
+            log.info(
+                "flight recorder: last %g min, at most %.1f MB in memory, files in %s",
+                ring.minutes,
+                ring.max_bytes / 1e6,
+                cfg.recorder_dir,
+            )
+        return host
 
     async def _publish_service(
         self, bus: Any, cells_per_pack: int | None, link_stats: Callable[[], Any] | None = None
@@ -332,12 +368,17 @@ class BankSink:
     would miss the link states already emitted.
     """
 
-    def __init__(self, on_failure: Callable[[Exception], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_failure: Callable[[Exception], None] | None = None,
+        on_state: Callable[[BankState], None] | None = None,
+    ) -> None:
         self._service: Any = None
         self._latest: BankState | None = None  # waiting for the service
         self._newest: BankState | None = None
         self._log = StateLog()
         self._on_failure = on_failure
+        self._on_state = on_state  # the flight recorder's incident watch
         self._failed = False
 
     def attach(self, service: Any) -> None:
@@ -351,6 +392,8 @@ class BankSink:
         # showing the last limits while the process looks healthy. Contain it and report it instead.
         try:
             self._log(state)
+            if self._on_state is not None:
+                self._on_state(state)
         except Exception:
             log.exception("logging the bank state failed")
         self._newest = state

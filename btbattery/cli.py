@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "run": "connect to the packs and publish the bank on D-Bus (the default: dbus-btbattery -p MAC ...)",
     "demo": "simulated packs behind a fake BlueZ, the real service, and a live view of D-Bus",
     "monitor": "show a running service live from D-Bus, the way Venus reads it (--once --json: one snapshot)",
+    "doctor": "check Bluetooth, the packs, the config and the service; say what is wrong and what to do",
+    "capture": "ask the running service to write its flight recorder to a file; print the file's path",
     "scan": "list nearby BMS units and whether they look like JBD",
     "replay": "run the pipeline over a recording in virtual time",
     "record": "record a simulated bank to a recording file",

@@ -120,6 +120,24 @@ def _adapter(text: str) -> str:
     return value.upper() if ":" in value else value
 
 
+def _whole(text: str) -> int:
+    value = _float(text)
+    if value != int(value):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _count(accepted: str, low: int, high: int) -> _Key:
+    return _Key(_whole, accepted, lambda value: low <= value <= high)  # type: ignore[operator]
+
+
+def _absolute_path(text: str) -> str:
+    path = text.strip()
+    if not path.startswith("/"):
+        raise ValueError("not an absolute path")
+    return path
+
+
 def _addresses(text: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(parse_pack_argument(item) for item in re.split(r"[\s,]+", text.strip()) if item)
 
@@ -265,6 +283,9 @@ KEYS: dict[str, _Key] = {
     "SOC_LOW_ALARM": _percent("a SoC in %", True),
     "PASSWORD": _Key(_password, "exactly 6 ASCII letters or digits, or nothing for no password", secret=True),
     "PASSKEY": _Key(_passkey, "a number from 0 to 999999, or nothing for no pairing", secret=True),
+    "RECORDER_MINUTES": _number("minutes from 0 (recorder off) to 120", 0, 120),
+    "RECORDER_DIR": _Key(_absolute_path, "an absolute directory path, e.g. /data/log/btbattery"),
+    "RECORDER_MAX_FILES": _count("a whole number of files from 1 to 1000", 1, 1000),
 }
 
 # Keys a per-pack file may set; a one-battery config names its own limits MAX_BATTERY_*, so accept those too.
@@ -410,6 +431,9 @@ class Config:
     soc_low_alarm: float
     password: Secret | None
     passkey: Secret | None
+    recorder_minutes: float
+    recorder_dir: str
+    recorder_max_files: int
     packs: tuple[PackSpec, ...] = ()  # resolved from -p arguments or BATTERY_ADDRESSES
     sources: tuple[str, ...] = field(default=())  # files used, defaults first
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-SERVICE = "com.victronenergy.battery.virtual_parallel"
+from btbattery.commands import SERVICE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +38,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from btbattery.view import CLEAR, render, watch
 
     log_path = Path(tempfile.gettempdir()) / "btbattery-demo.log"
+    captures = Path(tempfile.gettempdir()) / "btbattery-demo-captures"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -48,11 +49,14 @@ async def _demo(args: argparse.Namespace) -> int:
 
     def draw(items: dict, status: str) -> None:
         screen = render(items, SERVICE, f"[{status}]  service log: {log_path}  (Ctrl-C to stop)")
+        screen += f"\nrecordings (incidents, dbus-btbattery capture): {captures}\n"
         sys.stdout.write((CLEAR if tty else "\n") + screen)
         sys.stdout.flush()
 
     with log_path.open("wb") as log:
-        stack = SimulatedStack(scenario=args.scenario, packs=args.packs, service_log=log)
+        stack = SimulatedStack(
+            scenario=args.scenario, packs=args.packs, service_log=log, recorder_dir=str(captures)
+        )
         print(f"starting {args.scenario} scenario: private buses, fake BlueZ, the service...", flush=True)
         async with stack:
             watcher = asyncio.create_task(watch(stack.session_address, SERVICE, draw, stop, args.refresh))

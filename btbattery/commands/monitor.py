@@ -13,14 +13,13 @@ import json
 import signal
 import sys
 
-SERVICE = "com.victronenergy.battery.virtual_parallel"
+from btbattery.commands import add_service_arguments
+
 EXIT_OK, EXIT_NO_SERVICE, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--service", default=SERVICE, metavar="NAME", help="D-Bus service (default: %(default)s)"
-    )
+    add_service_arguments(parser)
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument("--json", action="store_true", help="print JSON (with --once: one object)")
     parser.add_argument(
@@ -32,12 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--refresh", type=float, default=1.0, metavar="S", help="redraw at most every S s (1)"
-    )
-    parser.add_argument(
-        "--dbus-address",
-        metavar="ADDR",
-        help="read this D-Bus (default: the session bus when DBUS_SESSION_BUS_ADDRESS is set, "
-        "else the system bus)",
     )
 
 

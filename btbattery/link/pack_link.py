@@ -55,6 +55,7 @@ from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading, Secret
 from btbattery.protocol import jbd
 from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST, HARDWARE_REQUEST
 from btbattery.protocol.poll import PollDecoder
+from btbattery.recorder import RX, TX
 
 if TYPE_CHECKING:
     from bleak import BleakClient
@@ -262,6 +263,9 @@ class PackLink:
         self.states: Subject[LinkEvent] = Subject()
         self.readings: Subject[PackReading] = Subject()
         self.decoder = PollDecoder(pack, self.address, on_drop=self._on_drop, on_handshake=self._on_handshake)
+        # The flight recorder's tap: (pack, TX or RX, bytes) for every request written and notification
+        # received. None costs one attribute test per notification.
+        self.on_traffic: Callable[[int, int, bytes], None] | None = None
         self.connects = 0  # successful connections, for tests and logs
         self.locks = locks or PackLocks()
         self.pairings = 0  # bonds made by this link (not counting ones BlueZ already held)
@@ -602,6 +606,8 @@ class PackLink:
         transport = self._transport
         assert transport is not None
         self._last_request = request
+        if self.on_traffic is not None:
+            self.on_traffic(self.pack, TX, request)
         try:
             await transport.write(request)
         except TransportError as exc:
@@ -719,6 +725,8 @@ class PackLink:
 
     def _on_notify(self, _sender: object, data: bytearray) -> None:
         # Hot path: no logging, no clock read (readings carry the time their request was sent).
+        if self.on_traffic is not None:
+            self.on_traffic(self.pack, RX, data)
         if data == self._last_request:  # our own bytes back: a unit that wants a passkey bond
             self._echoes += 1
             self._on_handshake(None)

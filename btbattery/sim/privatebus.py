@@ -33,6 +33,11 @@ class PrivateBus:
         self.address = ""
         self._proc: subprocess.Popen[str] | None = None
 
+    @property
+    def folder(self) -> Path:
+        """The bus's temporary folder (removed on stop): a place for files that live as long as the bus."""
+        return self._dir
+
     def start(self) -> PrivateBus:
         daemon = shutil.which("dbus-daemon")
         if daemon is None:

@@ -33,6 +33,9 @@ class SimulatedStack:
     bluez_args: list[str] = field(default_factory=list)  # extra options for the fake BlueZ (adapters, ...)
     service_log: IO[bytes] | int | None = None  # where the service's output goes (None = inherit)
     start_service: bool = True
+    # Where the service's flight recorder writes (a config file with RECORDER_DIR is made for it) when no
+    # --config is among service_args; None keeps the built-in /data/log/... (absent off a GX: not written).
+    recorder_dir: str | None = None
     system: PrivateBus = field(default_factory=PrivateBus)
     session: PrivateBus = field(default_factory=PrivateBus)
     addresses: list[str] = field(default_factory=list)
@@ -74,6 +77,10 @@ class SimulatedStack:
             if self.pack_dir is None:
                 self.pack_dir = tempfile.TemporaryDirectory(prefix="btbattery-packs-")
             args += ["--state-file", str(Path(self.pack_dir.name) / "state.json")]
+        if self.recorder_dir is not None and "--config" not in args:
+            config = Path(self.session.folder) / "stack-config.ini"
+            config.write_text(f"RECORDER_DIR = {Path(self.recorder_dir).resolve()}\n")
+            args += ["--config", str(config)]
         return [sys.executable, "-m", "btbattery", "-p", *self._pack_arguments(), *args]
 
     def _pack_arguments(self) -> list[str]:

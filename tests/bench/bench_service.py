@@ -2,12 +2,14 @@
 
     .venv/bin/python tests/bench/bench_service.py [--packs 4] [--seconds 60]
     .venv/bin/python tests/bench/bench_service.py --python .venv/bin/python .venv-pure/bin/python --rounds 2
+    .venv/bin/python tests/bench/bench_service.py --recorder-minutes 0 10 --rounds 3
 
 The fake BlueZ runs in its own process and is not counted. Budget (design.md): <= 3 CPU-s per pack-hour,
 <= 50 MB, <= 1 ItemsChanged per publish cycle, first valid values within 10 s. ``--python`` runs the service
 under each interpreter given, in turn for ``--rounds`` rounds (so the machine's load falls on all alike): with
 ``.venv-pure`` (scripts/setup.sh --pure) that compares the compiled dbus-fast with the pure-Python build Venus
-OS ships.
+OS ships. ``--recorder-minutes`` does the same over RECORDER_MINUTES values (0 = the flight recorder off):
+its CPU cost, and how much the ring holds.
 """
 
 from __future__ import annotations
@@ -68,12 +70,23 @@ def dbus_fast_of(python: str) -> str:
     return f"{info['version']} {'compiled' if info['compiled'] else 'pure Python'}"
 
 
-async def bench(packs: int, seconds: float, python: str = sys.executable) -> float:
+async def bench(
+    packs: int, seconds: float, python: str = sys.executable, recorder_minutes: float | None = None
+) -> float:
     """Print one run's figures; returns its CPU-s per pack-hour."""
     os.environ["BTBATTERY_CONFIG_DIRS"] = ""
     log = Path(tempfile.gettempdir()) / "btbattery-bench-service.log"
+    config = Path(tempfile.mkdtemp(prefix="btbattery-bench-")) / "config.ini"
+    minutes = "" if recorder_minutes is None else f"RECORDER_MINUTES = {recorder_minutes}\n"
+    config.write_text(f"RECORDER_DIR = {config.parent}\n{minutes}")
     with log.open("wb") as log_file:
-        stack = ServiceUnder(scenario="default", packs=packs, service_log=log_file, start_service=False)
+        stack = ServiceUnder(
+            scenario="default",
+            packs=packs,
+            service_log=log_file,
+            start_service=False,
+            service_args=["--config", str(config)],
+        )
         stack.python = python
         async with stack:
             client = await VenusClient.connect(stack.session_address, SERVICE)
@@ -97,6 +110,7 @@ async def bench(packs: int, seconds: float, python: str = sys.executable) -> flo
             user1, sys1 = cpu_times(pid)
             rss = peak_rss_mb(pid)
             startup_cpu = cpu0
+            recorder = await recorder_status(stack.session_address)
             client.close()
     elapsed = t1 - t0
     pack_hours = packs * elapsed / 3600
@@ -108,7 +122,43 @@ async def bench(packs: int, seconds: float, python: str = sys.executable) -> flo
     print(f"CPU at start-up (imports, connects): {startup_cpu:.2f} s")
     print(f"peak RSS: {rss:.1f} MB (budget 50)")
     print(f"ItemsChanged: {(signals1 - signals0) / elapsed:.2f} per second (publish interval 1 s, budget 1)")
+    if recorder.get("enabled"):
+        print(
+            f"flight recorder: {recorder['minutes']:g} min, holds {recorder['bytes'] / 1e3:.1f} kB "
+            f"({recorder['records']} records) of at most {recorder['max_bytes'] / 1e6:.2f} MB"
+        )
+    else:
+        print("flight recorder: off")
     return per_pack_hour
+
+
+async def recorder_status(address: str) -> dict:
+    """The service's own account of its flight recorder (io.btbattery.Recorder1.Status)."""
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
+
+    from btbattery.dbus.recorder import RECORDER_IFACE, RECORDER_PATH
+
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        reply = await bus.call(
+            Message(destination=SERVICE, path=RECORDER_PATH, interface=RECORDER_IFACE, member="Status")
+        )
+    finally:
+        bus.disconnect()
+    return json.loads(reply.body[0]) if reply.body else {}
+
+
+async def compare_recorder(packs: int, seconds: float, minutes: list[float], rounds: int) -> None:
+    results: dict[float, list[float]] = {m: [] for m in minutes}
+    for round_number in range(1, rounds + 1):
+        for m in minutes:
+            print(f"\n--- round {round_number}: RECORDER_MINUTES = {m:g}")
+            results[m].append(await bench(packs, seconds, recorder_minutes=m))
+    print("\nCPU-s per pack-hour, each round, then the mean:")
+    for m, figures in results.items():
+        mean = sum(figures) / len(figures)
+        print(f"  RECORDER_MINUTES = {m:<5g} {', '.join(f'{f:.2f}' for f in figures)} -> {mean:.2f}")
 
 
 async def compare(packs: int, seconds: float, pythons: list[str], rounds: int) -> None:
@@ -130,9 +180,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--python", nargs="+", metavar="PYTHON", help="run the service under each of these")
     parser.add_argument("--rounds", type=int, default=1, help="with --python: rounds over the interpreters")
+    parser.add_argument(
+        "--recorder-minutes",
+        nargs="+",
+        type=float,
+        metavar="M",
+        help="compare these RECORDER_MINUTES (0 = off)",
+    )
     args = parser.parse_args()
     if args.python:
         asyncio.run(compare(args.packs, args.seconds, args.python, args.rounds))
+    elif args.recorder_minutes:
+        asyncio.run(compare_recorder(args.packs, args.seconds, args.recorder_minutes, args.rounds))
     else:
         asyncio.run(bench(args.packs, args.seconds))
 

@@ -36,6 +36,7 @@ class VenusClient:
         self.items_changed = 0
         self._scan_serial = -1
         self.values_when_name_went: dict[str, Any] | None = None  # what it knew as the name went
+        self.history: list[tuple[str, Any]] = []  # every (path, value) received, in order
         self._changed = asyncio.Event()
         bus.add_message_handler(self._on_message)
 
@@ -61,6 +62,7 @@ class VenusClient:
             self.items_changed += 1
             for path, props in msg.body[0].items():
                 self.values[path] = _plain(props)
+                self.history.append((path, self.values[path]))
             self._changed.set()
         elif msg.member == "NameOwnerChanged" and msg.body[0] == self.service:
             self.owner = msg.body[2] or None
