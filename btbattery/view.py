@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,6 +56,7 @@ IMBALANCE_ROWS = (
 )
 # Per-pack leaves in the table's own columns; any other leaf a service publishes goes to the detail line.
 PACK_COLUMNS = ("Address", "LinkState", "Connected", "Voltage", "Current", "Soc")
+DETAIL_WIDTH = 96  # the detail lines wrap here (empty and invalid leaves are left out)
 
 
 def _text(items: Mapping[str, tuple[Any, str]], path: str) -> str:
@@ -107,9 +109,15 @@ def _pack_table(items: Mapping[str, tuple[Any, str]]) -> list[str]:
             f"{number:>2}  {col('Address'):<17}  {col('LinkState'):<{LINK_WIDTH}}  {col('Connected'):>2}  "
             f"{col('Voltage'):>9}  {col('Current'):>9}  {col('Soc'):>5}  {cell_text}"
         )
-        detail = [f"{leaf} {entry[1]}" for leaf, entry in sorted(leaves.items()) if leaf not in PACK_COLUMNS]
+        detail = [
+            f"{leaf} {entry[1]}"
+            for leaf, entry in sorted(leaves.items())
+            if leaf not in PACK_COLUMNS and entry[1] not in ("", "---")
+        ]
         if detail:
-            lines.append("      " + ", ".join(detail))
+            lines += textwrap.wrap(
+                ", ".join(detail), DETAIL_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6
+            )
     return lines
 
 

@@ -437,35 +437,21 @@ async def poll_once(device: Any, timeout: float) -> tuple[float, int]:
 
 
 def _versions() -> Finding:
-    """The versions in use (program, Python, bleak, dbus-fast, firmware)."""
-    try:
-        from btbattery.versions import versions  # issue 9's one place for this, once it lands
+    """The versions in use (program, Python, bleak, dbus-fast, ..., firmware), as the service imports them."""
+    from btbattery.versions import describe, missing, versions
 
-        found = dict(versions())
-    except ImportError:
-        found = _fallback_versions()
-    summary = ", ".join(f"{k} {v}" for k, v in found.items())
+    found = versions()
+    summary = "; ".join(describe(name, info) for name, info in found.items())
+    broken = missing(found)
+    if broken:
+        return Finding(
+            "versions",
+            PROBLEM,
+            summary,
+            f"{', '.join(broken)} cannot be imported: reinstall the release archive (see the README)",
+            found,
+        )
     return Finding("versions", OK, summary, details=found)
-
-
-def _fallback_versions() -> dict[str, str]:
-    import platform
-    from importlib import metadata
-    from pathlib import Path
-
-    from btbattery import __version__
-
-    found = {"dbus-btbattery": __version__, "python": platform.python_version()}
-    for name in ("bleak", "dbus-fast"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    try:
-        found["firmware"] = Path("/opt/victronenergy/version").read_text().splitlines()[0].strip()
-    except (OSError, IndexError):
-        found["firmware"] = "not Venus OS"
-    return found
 
 
 async def _venus_settings(args: argparse.Namespace) -> list[Finding]:

@@ -75,7 +75,9 @@ async def test_a_healthy_system_is_healthy_and_doctor_leaves_the_service_alone(t
         assert "answering" in pack["summary"] and -100 < pack["details"]["rssi"] < 0  # BlueZ's last RSSI
     assert found["adapter"]["details"]["hci0"] == {"address": "00:1A:7D:DA:71:13", "powered": True}
     assert found["venus settings"]["status"] == "skipped"  # no localsettings on this bus
-    assert {"dbus-btbattery", "bleak", "dbus-fast"} <= set(found["versions"]["details"])
+    versions = found["versions"]["details"]
+    assert {"program", "python", "bleak", "dbus-fast", "firmware"} <= set(versions)
+    assert versions["bleak"]["version"] and versions["dbus-fast"]["version"]
     # it read the service instead of touching the packs: no scan, no connection of its own
     assert (after["connect_calls"], after["discovery_starts"]) == (
         before["connect_calls"],
