@@ -16,11 +16,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btbattery.commands import add_service_arguments
+
+if TYPE_CHECKING:
+    from btbattery.config import PackSpec
 
 OK, WARNING, PROBLEM, UNKNOWN, SKIPPED = "ok", "warning", "problem", "unknown", "skipped"
 EXIT_HEALTHY, EXIT_PROBLEMS, EXIT_UNCHECKED = 0, 1, 2
@@ -35,12 +39,17 @@ LINK_ADVICE: dict[str, tuple[str, str]] = {
         "the pack is not heard: is its BMS awake and in range, its address right, no phone app on it?",
     ),
     "connecting": (PROBLEM, "the pack is heard but the connection does not come up: move the GX closer"),
+    "pairing": (PROBLEM, "the service is pairing with the pack (PASSKEY); if it stays here, check PASSKEY"),
     "subscribing": (PROBLEM, "connected, but the JBD characteristics are not answering: power-cycle the BMS"),
+    "authenticating": (PROBLEM, "the password handshake does not finish; check PASSWORD in the pack's file"),
     "backoff": (PROBLEM, "the link keeps failing and is retried; the service log says why"),
     "idle": (PROBLEM, "the link is stopped: restart the service (svc -t /service/dbus-btbattery)"),
     "offline": (PROBLEM, "no state yet: the service has just started, or cannot reach the pack"),
-    # issue 14: a wrong password ends the link in "refused" (the lock states it adds get rows here)
-    "refused": (PROBLEM, "the pack refused the password: set the right PASSWORD in the pack's own file"),
+    "refused": (
+        PROBLEM,
+        "the pack is locked against us (a password or pairing lock): the service log names which and what to "
+        "set (PASSWORD or PASSKEY in the pack's own file); the service retries every few minutes",
+    ),
 }
 # The GX's own Bluetooth users (Venus localsettings paths). Sources: victronenergy/venus issues #1587
 # (vesmart-server, VictronConnect over Bluetooth, disconnects BLE devices about every 60 s) and #1597
@@ -95,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
     if args.scan <= 0:
         print("doctor: --scan must be positive", file=sys.stderr)
         return 2
+    # The links' own log lines (a refused pack logs an ERROR) would only repeat the findings on stderr.
+    logging.getLogger().addHandler(logging.NullHandler())
     findings = asyncio.run(diagnose(args))
     code = verdict(findings)
     if args.json:
@@ -149,15 +160,15 @@ async def diagnose(args: argparse.Namespace) -> list[Finding]:
     return findings
 
 
-def _check_config(args: argparse.Namespace, findings: list[Finding]) -> list[tuple[int, str]]:
-    from btbattery.config import ConfigError, load_config
+def _check_config(args: argparse.Namespace, findings: list[Finding]) -> list[PackSpec]:
+    from btbattery.config import ConfigError, PackSpec, load_config
 
     try:
         config = load_config(args.config, args.packs)
     except ConfigError as exc:
         findings.append(Finding("config", PROBLEM, str(exc), "fix the file and key named above"))
-        return [(n, a.upper()) for n, a in enumerate(_plain_addresses(args.packs), start=1)]
-    packs = [(p.number, p.address) for p in config.packs]
+        return [PackSpec(n, a.upper(), 0.0, 0.0) for n, a in enumerate(_plain_addresses(args.packs), start=1)]
+    packs = list(config.packs)
     if not packs:
         findings.append(
             Finding(
@@ -279,7 +290,7 @@ def _service_finding(name: str, service: dict[str, Any] | Exception | None) -> F
 
 
 async def _check_packs(
-    packs: list[tuple[int, str]],
+    packs: list[PackSpec],
     args: argparse.Namespace,
     objects: dict[str, Any] | None,
     service: dict[str, Any] | Exception | None,
@@ -288,9 +299,9 @@ async def _check_packs(
 
     known = devices(objects, args.adapter) if objects is not None else {}
     if isinstance(service, dict):
-        return [_pack_from_service(n, address, service, known.get(address)) for n, address in packs]
+        return [_pack_from_service(p.number, p.address, service, known.get(p.address)) for p in packs]
     if objects is None or not packs:
-        return [Finding(f"pack {n}", UNKNOWN, f"{address}: not checked (no BlueZ)") for n, address in packs]
+        return [Finding(f"pack {p.number}", UNKNOWN, f"{p.address}: not checked (no BlueZ)") for p in packs]
     return await _probe_packs(packs, args, known)
 
 
@@ -326,15 +337,16 @@ def _pack_from_service(
 
 
 async def _probe_packs(
-    packs: list[tuple[int, str]], args: argparse.Namespace, known: dict[str, Any]
+    packs: list[PackSpec], args: argparse.Namespace, known: dict[str, Any]
 ) -> list[Finding]:
-    """The service is not running: listen for the packs, then poll each heard one once."""
+    """The service is not running: listen for the packs, then run the real link on each heard one until it
+    answers a poll or a lock shows (:func:`btbattery.link.probe.check_locks`), and let go."""
     from bleak import BleakScanner
 
     loop = asyncio.get_running_loop()
     started = loop.time()
     heard: dict[str, tuple[Any, int, float]] = {}
-    wanted = {address for _, address in packs}
+    wanted = {p.address for p in packs}
     all_heard = asyncio.Event()
 
     def on_advert(device: Any, adv: Any) -> None:
@@ -351,9 +363,10 @@ async def _probe_packs(
             await asyncio.wait_for(all_heard.wait(), args.scan)
         await scanner.stop()
     except Exception as exc:
-        return [Finding(f"pack {n}", UNKNOWN, f"{a}: cannot scan: {exc}") for n, a in packs]
+        return [Finding(f"pack {p.number}", UNKNOWN, f"{p.address}: cannot scan: {exc}") for p in packs]
     findings = []
-    for n, address in packs:
+    for spec in packs:
+        n, address = spec.number, spec.address
         device = known.get(address)
         if device is not None and device.get("Connected"):
             findings.append(
@@ -378,62 +391,35 @@ async def _probe_packs(
                 )
             )
             continue
-        ble_device, rssi, after = heard[address]
+        _, rssi, after = heard[address]
         details = {"address": address, "heard": True, "rssi": rssi, "heard_after_s": round(after, 1)}
-        try:
-            voltage, soc = await poll_once(ble_device, timeout=15.0)
-        except Exception as exc:
-            findings.append(
-                Finding(
-                    f"pack {n}",
-                    PROBLEM,
-                    f"{address}: heard at {rssi} dBm but no answer to a poll ({exc})",
-                    "power-cycle the BMS; a newer module may need its password",
-                    details,
-                )
-            )
-            continue
-        details.update(voltage=voltage, soc=soc)
-        findings.append(
-            Finding(
-                f"pack {n}",
-                OK,
-                f"{address}: heard at {rssi} dBm after {after:.1f} s, answers: {voltage} V, SoC {soc} %",
-                details=details,
-            )
-        )
+        findings.append(await _poll_finding(spec, args.adapter, rssi, after, details))
     return findings
 
 
-async def poll_once(device: Any, timeout: float) -> tuple[float, int]:
-    """Connect, ask for register 0x03 once, disconnect: (voltage, SoC)."""
-    from bleak import BleakClient
+async def _poll_finding(spec: PackSpec, adapter: str, rssi: int, after: float, details: dict) -> Finding:
+    """One heard pack, run through the real link (with its PASSWORD / PASSKEY) until it answers or a lock
+    shows; the link lets go of it afterwards."""
+    from btbattery.link.pack_link import PackLocks
+    from btbattery.link.probe import check_locks
 
-    from btbattery.link.pack_link import _jbd_characteristics
-    from btbattery.model import BasicInfo
-    from btbattery.protocol.jbd import BASIC_INFO_REQUEST, FrameAssembler, decode_frame
-
-    answer: asyncio.Future[BasicInfo] = asyncio.get_running_loop().create_future()
-    assembler = FrameAssembler()
-
-    def on_notify(_: object, data: bytearray) -> None:
-        for frame in assembler.feed(bytes(data)):
-            register = decode_frame(frame)
-            if isinstance(register, BasicInfo) and not answer.done():
-                answer.set_result(register)
-
-    async with asyncio.timeout(timeout):
-        async with BleakClient(device) as client:
-            pair = _jbd_characteristics(client.services)
-            if pair is None:
-                raise RuntimeError("no JBD characteristics (ff01/ff02 or fff1/fff2)")
-            notify, write = pair
-            await client.start_notify(notify, on_notify)
-            await client.write_gatt_char(
-                write, BASIC_INFO_REQUEST, response="write-without-response" not in write.properties
-            )
-            info = await answer
-    return info.voltage, info.soc
+    name, heard = f"pack {spec.number}", f"{spec.address}: heard at {rssi} dBm after {after:.1f} s"
+    result = await check_locks(spec.address, PackLocks(spec.password, spec.passkey), adapter, timeout=45.0)
+    details["link_state"] = str(result.state)
+    if result.state == "polling":
+        return Finding(name, OK, f"{heard}, answers a poll", details=details)
+    if result.state == "refused":
+        details["lock"] = result.problem
+        return Finding(
+            name, PROBLEM, f"{heard}, locked: {result.problem}", LINK_ADVICE["refused"][1], details
+        )
+    return Finding(
+        name,
+        PROBLEM,
+        f"{heard}, but no answer to a poll (link {result.state}: {result.problem})",
+        "power-cycle the BMS and move the GX closer; a pack that never answers may need its password",
+        details,
+    )
 
 
 def _versions() -> Finding:

@@ -102,10 +102,10 @@ async def test_service_absent_then_a_pack_held_then_a_pack_out_of_range(tmp_path
         code, found = await _doctor(*args)
         assert code == 1 and _problems(found) == {"service"}
         assert "is not running" in found["service"]["summary"] and "svc -u" in found["service"]["next_step"]
-        for n in (1, 2, 3):  # with no service to ask, each pack is heard and polled once
+        for n in (1, 2, 3):  # with no service to ask, each pack is heard and polled by the real link
             pack = found[f"pack {n}"]
             assert pack["status"] == "ok" and pack["details"]["heard"] and -100 < pack["details"]["rssi"] < 0
-            assert 45 < pack["details"]["voltage"] < 60 and 0 <= pack["details"]["soc"] <= 100
+            assert pack["details"]["link_state"] == "polling" and "answers a poll" in pack["summary"]
         assert (await fake_bluez_stats(stack.system_address))["connected"] == []  # it let go of every pack
 
         await inject_fault(stack.system_address, 3, "held", 120.0)
@@ -158,3 +158,38 @@ def test_text_report_ends_with_the_verdict_and_next_steps(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert "[FAIL] config" in result.stdout and "verdict: problems found" in result.stdout
     assert "next steps:\n  - config:" in result.stdout
+
+
+async def test_locked_packs_are_named_with_what_to_set(tmp_path: Path) -> None:
+    """Issue 14's locks: with no service, doctor runs the real link with each pack's own PASSWORD/PASSKEY;
+    with the service running, it reads the pack's refused state from it."""
+    stack = SimulatedStack(
+        scenario="locked",
+        service_args=["--config", CONFIG, "--state-file", str(tmp_path / "state.json")],
+        service_log=(tmp_path / "service.log").open("wb"),
+        start_service=False,
+    )
+    async with stack:
+        packs = stack._pack_arguments()  # MAC:/path/packN.ini for the packs whose file holds a secret
+        code, found = await _doctor(
+            stack.system_address, stack.session_address, "--config", CONFIG, "-p", *packs
+        )
+        assert code == 1 and _problems(found) == {"service", "pack 4"}
+        assert "needs a password (PASSWORD = ...)" in found["pack 4"]["details"]["lock"]
+        assert "Zq7Wk2" not in json.dumps(found) and "917364" not in json.dumps(found)  # never a secret
+        assert all(found[f"pack {n}"]["details"]["link_state"] == "polling" for n in (1, 2, 3))
+
+        await stack.start_service_process()
+        client = await VenusClient.connect(stack.session_address, SERVICE)
+        try:
+            await client.wait_for_service(30)
+            await client.wait_until(lambda c: c.values.get("/Parallel/Battery4/LinkState") == "refused", 60)
+            code, found = await _doctor(
+                stack.system_address, stack.session_address, "--config", CONFIG, "-p", *packs
+            )
+        finally:
+            client.close()
+    assert code == 1 and "pack 4" in _problems(found)
+    assert (
+        "link refused" in found["pack 4"]["summary"] and "PASSWORD or PASSKEY" in found["pack 4"]["next_step"]
+    )
