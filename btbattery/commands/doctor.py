@@ -330,6 +330,10 @@ def _pack_from_service(
             "another program on this GX holds the pack (a second driver, bluetoothctl): stop it",
             details,
         )  # fmt: skip
+    lock = service.get(f"/Parallel/Battery{number}/Lock")
+    if lock:  # the service says which lock and what to set (never the secret)
+        details["lock"] = lock
+        return Finding(f"pack {n}", PROBLEM, f"{summary}; locked: {lock}", f"{lock} ({advice})", details)
     if status == OK:
         voltage = service.get(f"/Parallel/Battery{number}/Voltage")
         summary += f", answering ({voltage} V)" if voltage is not None else ""

@@ -193,3 +193,4 @@ async def test_locked_packs_are_named_with_what_to_set(tmp_path: Path) -> None:
     assert (
         "link refused" in found["pack 4"]["summary"] and "PASSWORD or PASSKEY" in found["pack 4"]["next_step"]
     )
+    assert found["pack 4"]["details"]["lock"].startswith("needs a password (PASSWORD = ...)")  # from /Lock
