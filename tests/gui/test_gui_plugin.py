@@ -215,6 +215,10 @@ def _show_the_live_bank(plugin_pages: dict[str, str], values: dict[str, Any]) ->
         assert summary["activePacks"].property("secondaryText") == f"{active} / {PACKS}"
         assert summary["cvl"].property("secondaryText") == f"{values['/Info/MaxChargeVoltage']:.2f} V"
         assert summary["ccl"].property("secondaryText") == f"{values['/Info/MaxChargeCurrent']:.1f} A"
+        assert summary["ccl"].property("caption") == values["/Info/ChargeLimitation"]
+        assert summary["dcl"].property("caption") == values["/Info/DischargeLimitation"]
+        assert _shown(summary["chargeMode"])  # shown once the service publishes a mode
+        assert summary["chargeMode"].property("secondaryText") == values["/Info/ChargeMode"]
         flag = "yes" if values["/Parallel/SocImbalance"] else "no"
         assert summary["socImbalance"].property("secondaryText").startswith(flag + "  ·  spread ")
 
