@@ -5,7 +5,8 @@ reading, is refused or runs out of time, then lets go of it. The answer names th
 ("needs a password (PASSWORD = ...)", "needs pairing (PASSKEY = ...)", "password refused", "pairing
 refused"), never a secret. Do not call it for a pack a running service holds: the link closes any
 connection it did not make (issue 11), so it would take the pack from the service. Ask the service instead
-(its ``/Parallel/Battery<n>/LinkState`` reads ``refused`` and its log has the reason).
+(its ``/Parallel/Battery<n>/LinkState`` reads ``refused`` and ``/Parallel/Battery<n>/Lock`` gives this same
+reason).
 """
 
 from __future__ import annotations
