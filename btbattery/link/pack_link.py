@@ -94,9 +94,14 @@ PAIRING_REFUSALS = (
     "org.bluez.Error.AuthenticationCanceled",
 )
 
-# Failures that say "not there" (out of range, switched off) rather than "BlueZ holds something stale":
-# they never count towards removing the device from BlueZ.
-_ABSENCE = re.compile(r"timed out|timeout|link lost|not found|not powered|unreachable", re.IGNORECASE)
+# An adapter out of connection slots (le-connection-concurrent-connection-limit): what the user can do.
+SLOTS_HINT = "; the adapter holds no more connections: put some packs on another one (BLUETOOTH_ADAPTER)"
+
+# Failures that say "not there" (out of range, switched off, no free slot on the adapter) rather than "BlueZ
+# holds something stale": they never count towards removing the device from BlueZ.
+_ABSENCE = re.compile(
+    r"timed out|timeout|link lost|not found|not powered|unreachable|connection-limit", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +495,8 @@ class PackLink:
                 self._teardown_task = asyncio.get_running_loop().create_task(_disconnect(client))
             raise
         except Exception as exc:
-            raise _LinkDown(f"connect failed: {_describe(exc)}") from exc
+            hint = SLOTS_HINT if "connection-limit" in str(exc) else ""
+            raise _LinkDown(f"connect failed: {_describe(exc)}{hint}") from exc
         self._client = client
         self.connects += 1
         return "pair" if self.locks.passkey is not None else "connected"

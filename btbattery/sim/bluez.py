@@ -450,7 +450,8 @@ class FakeBluez:
         return [p.number for p in self.packs if p.connected]
 
     async def wait_until(self, predicate: Callable[[FakeBluez], bool], timeout: float) -> None:
-        """Wait (bounded) until ``predicate(self)`` holds; re-checked on every connection change."""
+        """Wait (bounded) until ``predicate(self)`` holds; re-checked on every connection or discovery
+        change."""
         if predicate(self):
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -862,6 +863,7 @@ class FakeBluez:
             self._start_advertising()
         else:
             self._stop_advertising()
+        self._changed()
 
     def _client_gone(self, name: str) -> None:
         self.agents.gone(name)

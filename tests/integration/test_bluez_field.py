@@ -209,7 +209,9 @@ async def test_a_pack_beyond_the_adapters_slots_backs_off_without_disturbing_the
         for pack in up:
             assert rec.max_gap(pack, start, end) <= 2 * POLL
         (left_out,) = set(rig.packs) - set(up)
-        assert any("connection-limit" in r for r in _backed_off(rig, left_out))
+        assert any("connection-limit" in r and "BLUETOOTH_ADAPTER" in r for r in _backed_off(rig, left_out))
+        await rig.fake.wait_until(lambda f: f.stats.slot_refusals >= 4, 10.0)
+        assert rig.fake.stats.removed_devices == 0, "no free slot is not a stale device"
 
 
 async def test_discovery_runs_only_while_a_pack_is_missing_and_rests_with_its_backoff() -> None:
