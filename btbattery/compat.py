@@ -154,6 +154,13 @@ SERIALBATTERY_KEYS: dict[str, str] = {
 }
 
 
+# Keys that earlier releases of dbus-btbattery read and this one no longer does, with what took their place.
+# A config.ini written for an earlier release must still start: each is accepted with one warning.
+RETIRED_KEYS: dict[str, str] = {
+    "CHARGE_VOLTAGE_RISE_RATE": "the CVL now rises by CVL_RECOVERY_HOLD_SEC and CVL_RECOVERY_RATE_V_PER_SEC",
+}
+
+
 # Keys serialbattery says to leave empty for its default: empty means the built-in default here too.
 EMPTY_IS_DEFAULT = ("POLL_INTERVAL",)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from btbattery.compat import EMPTY_IS_DEFAULT, SERIALBATTERY_KEYS, differs
+from btbattery.compat import EMPTY_IS_DEFAULT, RETIRED_KEYS, SERIALBATTERY_KEYS, differs
 from btbattery.model import Secret
 
 log = logging.getLogger(__name__)
@@ -511,13 +511,16 @@ def _check_known(raw: dict[str, str], path: Path, known: Iterable[str], what: st
 
 def _user_keys(raw: dict[str, str], path: Path) -> dict[str, str]:
     """The user's keys this program uses. dbus-serialbattery's keys that it does not implement are accepted
-    and named in one warning, so a serialbattery config.ini starts; any other unknown key is an error."""
+    and named in one warning, so a serialbattery config.ini starts; so are keys an earlier release read
+    (RETIRED_KEYS), one warning each; any other unknown key is an error."""
     known = [*KEYS, *SERIALBATTERY_KEYS]
     for key in raw:
-        if key not in known:
+        if key in RETIRED_KEYS:
+            log.warning("%s: %s is no longer used (%s)", path, key, RETIRED_KEYS[key])
+        elif key not in known:
             hint = _nearest(key, known)
             raise ConfigError(f"{path}: unknown key {key}{hint} (not a dbus-btbattery setting)")
-    unused = [key for key in raw if key not in KEYS]
+    unused = [key for key in raw if key not in KEYS and key not in RETIRED_KEYS]
     if unused:
         log.warning(
             "%s: %d dbus-serialbattery key%s accepted but unused here: %s",

@@ -483,3 +483,17 @@ def test_a_pack_file_names_its_own_temperature_sensors(tmp_path: Path) -> None:
     config_file.write_text(f"BATTERY_ADDRESSES = A4:C1:37:00:00:01:{bad}\n")
     with pytest.raises(ConfigError, match=r"MOSFET_TEMPERATURE_SENSOR = '9' is out of range"):
         load_config(config_file, search_dirs=())
+
+
+def test_a_key_an_earlier_release_read_is_accepted_with_one_warning_naming_its_successor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ini = tmp_path / "old.ini"
+    ini.write_text("CHARGE_VOLTAGE_RISE_RATE = 0.05\nPOLL_INTERVAL = 2\n")
+    with caplog.at_level(logging.WARNING):
+        config = load_config(ini, search_dirs=())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "old.ini: CHARGE_VOLTAGE_RISE_RATE is no longer used" in warnings[0]
+    assert "CVL_RECOVERY_RATE_V_PER_SEC" in warnings[0]
+    assert config.poll_interval == 2.0  # the rest of the file still applies
