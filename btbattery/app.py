@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from btbattery.config import Config
-from btbattery.model import BankState, ChargeLimits, LinkState, PackReading
+from btbattery.model import BankState, ChargeLimits, LinkState
 from btbattery.pipeline.alerts import ALARM
 from btbattery.pipeline.disconnect import STOPPING
+from btbattery.pipeline.plausibility import reading_cell_count
 from btbattery.recorder import ErrorTrigger
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ class Service:
         watchdog = Watchdog(loop, self.options, fatal, on_stall=lambda: last_word_after_stall(sink, links))
         cells = FirstReadings(len(packs))
         disposables = [
-            links.readings.subscribe(on_next=lambda r: (watchdog.saw_data(), cells.saw(r))),
+            links.readings.subscribe(on_next=lambda r: watchdog.saw_data()),
             links.states.subscribe(on_next=_log_link_event),
         ]
         error_trigger = None
@@ -277,7 +278,12 @@ class Service:
             restore,  # type: ignore[arg-type]
             save,
         )
-        disposables.append(bank.subscribe(on_next=sink, on_error=lambda e: _resolve(fatal, EXIT_FATAL, e)))
+        disposables.append(
+            bank.subscribe(
+                on_next=lambda state: (cells.saw(state), sink(state)),
+                on_error=lambda e: _resolve(fatal, EXIT_FATAL, e),
+            )
+        )
         watchdog.start()
         await links.start()
         service = None
@@ -441,7 +447,8 @@ def stop_state(state: BankState, no_data: bool = False) -> BankState:
 
 
 class FirstReadings:
-    """Learns how many cells each pack has from its first reading."""
+    """Learns how many cells each pack has from its first reading that passed plausibility (a raw first
+    frame claiming 255 cells would otherwise size 510 paths that never go away)."""
 
     def __init__(self, packs: int) -> None:
         self._counts: dict[int, int] = {}
@@ -452,12 +459,13 @@ class FirstReadings:
     def cells_per_pack(self) -> int | None:
         return max(self._counts.values(), default=None)
 
-    def saw(self, reading: PackReading) -> None:
-        if reading.pack in self._counts:
+    def saw(self, state: BankState) -> None:
+        if self.all_seen.done():
             return
-        cells = reading.cells.voltages if reading.cells else ()
-        self._counts[reading.pack] = len(cells) or reading.info.cell_count
-        if len(self._counts) >= self._packs and not self.all_seen.done():
+        for pack in state.snapshot.packs:
+            if pack.pack not in self._counts and pack.reading is not None:
+                self._counts[pack.pack] = reading_cell_count(pack.reading) or 0
+        if len(self._counts) >= self._packs:
             self.all_seen.set_result(None)
 
 

@@ -33,6 +33,7 @@ from btbattery.model import (
     PackStatus,
     Protection,
 )
+from btbattery.pipeline.plausibility import reading_cell_count
 from btbattery.statefile import DEFAULT_STATE_FILE, read_state, update_state
 
 log = logging.getLogger(__name__)
@@ -531,7 +532,9 @@ class BatteryService:
         facts = PackFacts(pack, info, cells, link, now)
         for path, value in self._pack_paths[pack.pack]:
             values[path] = value(facts)
-        self._ensure_cells(pack.pack, max(len(cells), info.cell_count if info else 0))
+        # Sized like the bank counts cells (the smaller of 0x03's count and 0x04's, after plausibility).
+        count = reading_cell_count(live) if live is not None else None
+        self._ensure_cells(pack.pack, count or 0)
         bits = info.balance_bits if info else None
         count = len(cells)
         for index, (voltage_path, balance_path) in enumerate(self._cell_paths[pack.pack]):

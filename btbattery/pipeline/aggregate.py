@@ -86,9 +86,15 @@ def stale_since(feed: PackFeed, stale_after: float) -> float | None:
 
 
 def judge_pack(feed: PackFeed, now: float, stale_after: float, grace: float) -> PackStatus:
-    """Fresh while the reading is young and the link has not dropped; active until ``grace`` after that."""
+    """Fresh while the reading and its cells are young and the link has not dropped; active (its 0x03 values
+    count in the bank) until ``grace`` after the reading stopped being fresh.
+
+    A pack whose 0x04 stopped answering keeps reporting 0x03, but its taper would then rest on the mean cell
+    voltage, which hides the highest cell: without cells younger than ``stale_after`` it is stale for the
+    limits (it contributes no current limit), however fresh its 0x03."""
     until = stale_since(feed, stale_after)
-    fresh = until is not None and now < until
+    cells_young = feed.cells_time is not None and now < feed.cells_time + stale_after
+    fresh = until is not None and now < until and cells_young
     active = until is not None and now < until + grace
     return PackStatus(feed.pack, feed.address, feed.link_state, feed.reading, fresh, active)
 
@@ -167,7 +173,14 @@ def aggregate(
         voltage=voltage,
         current=current,
         power=voltage * current,
-        remaining_capacity=sum(info.remaining_capacity for info in infos),
+        # A BMS may report a little more than its nominal (plausibility lets 10 % through): never show more
+        # charge than the bank holds.
+        remaining_capacity=sum(
+            min(info.remaining_capacity, info.nominal_capacity)
+            if info.nominal_capacity > 0
+            else info.remaining_capacity
+            for info in infos
+        ),
         nominal_capacity=sum(info.nominal_capacity for info in infos),
         soc=_soc(active),
         min_cell_voltage=cells[0] if cells else None,

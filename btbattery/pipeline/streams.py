@@ -42,6 +42,7 @@ from btbattery.pipeline.chargemode import ChargeState
 from btbattery.pipeline.disconnect import DisconnectPolicy
 from btbattery.pipeline.imbalance import ImbalanceDetector
 from btbattery.pipeline.limits import LimitMemory, next_limits, target_limits
+from btbattery.pipeline.plausibility import PackPlausibility
 from btbattery.pipeline.sensors import PackTemperatures, SensorMemory, judge_temperatures, sensor_roles
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,13 @@ def pack_feed(
     link_states: Observable[LinkEvent],
     scheduler: SchedulerBase,
     cells_max_age: float = math.inf,
+    plausibility: PackPlausibility | None = None,
 ) -> Observable[PackFeed]:
     """One pack's latest state, starting offline. Errors in either source become a lost link, not an end.
-    Cells older than ``cells_max_age`` are not carried over polls that lack them (:func:`feed_reading`)."""
+    Cells older than ``cells_max_age`` are not carried over polls that lack them (:func:`feed_reading`).
+    Readings pass ``plausibility`` first: an implausible one leaves the feed as it was."""
     now = clock(scheduler)
+    judge = plausibility or PackPlausibility(spec.number, spec.address)
 
     def contained(source: Observable[Any], kind: int) -> Observable[tuple[int, Any]]:
         def on_error(error: Exception, _: Observable[Any]) -> Observable[tuple[int, Any]]:
@@ -94,7 +98,8 @@ def pack_feed(
     def apply(feed: PackFeed, update: tuple[int, Any]) -> PackFeed:
         kind, item = update
         if kind == _READING:
-            return feed_reading(feed, item, now(), cells_max_age)
+            reading = judge.check(item)
+            return feed if reading is None else feed_reading(feed, reading, now(), cells_max_age)
         if kind == _LINK:
             return feed_link(feed, item, now())
         return feed_error(feed, item, now())
@@ -272,12 +277,14 @@ def build_pipeline(
     scheduler: SchedulerBase,
     restore_charge_state: Callable[[float], ChargeState] | None = None,
     save_charge_state: Callable[[ChargeState, float], None] | None = None,
+    plausibility: Sequence[PackPlausibility] | None = None,
 ) -> Observable[BankState]:
     """The bank, one :class:`BankState` every ``config.publish_interval`` s on ``scheduler`` (first at once).
 
     ``packs``, ``readings`` and ``link_states`` are aligned: entry i is pack ``packs[i].number``.
     ``restore_charge_state(now)`` gives the charge mode to start in; ``save_charge_state`` see
-    :class:`BankCycle`.
+    :class:`BankCycle`. Each pack's readings are judged by its :class:`PackPlausibility` (given, to read
+    its counters, or one per subscription).
     """
     if not (len(packs) == len(readings) == len(link_states)):
         raise ValueError("packs, readings and link_states must have one entry per pack")
@@ -289,10 +296,11 @@ def build_pipeline(
         start = now()
         restored = restore_charge_state(start) if restore_charge_state is not None else None
         cycle = BankCycle(packs, config, start, restored, save_charge_state)
+        judges = plausibility or [PackPlausibility(spec.number, spec.address) for spec in packs]
         feeds = [
             # Cells as old as a stale pack's data are stale too: the limits must not taper on them.
-            pack_feed(spec, r, s, scheduler, config.pack_stale_after)
-            for spec, r, s in zip(packs, readings, link_states, strict=True)
+            pack_feed(spec, r, s, scheduler, config.pack_stale_after, judge)
+            for spec, r, s, judge in zip(packs, readings, link_states, judges, strict=True)
         ]
         latest = reactivex.combine_latest(*feeds)
         ticks = reactivex.timer(0.0, config.publish_interval, scheduler=scheduler)

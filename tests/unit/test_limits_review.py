@@ -54,7 +54,8 @@ def test_cells_are_carried_over_a_missing_cell_register_only_while_they_are_youn
 
 def test_pipeline_forgets_cells_older_than_the_stale_age() -> None:
     """Through the Rx wiring: after PACK_STALE_AFTER seconds of polls without 0x04 the pack's cell paths go
-    invalid and the limits work from the pack's own mean cell voltage, not the cells of long ago."""
+    invalid, and the pack is stale for the limits (issue 16: the mean cell voltage hides the highest cell),
+    while its 0x03 values still count in the bank."""
     scheduler = TestScheduler()
     spec = CONFIG.pack_spec(1, "A4:C1:37:00:00:01")
     with_cells = PackReading(1, spec.address, 0.0, info(voltage=13.2), CellVoltages((3.30,) * 4))
@@ -68,8 +69,10 @@ def test_pipeline_forgets_cells_older_than_the_stale_age() -> None:
     )
     scheduler.advance_to(30.0)
     last = out[-1]
-    assert last.snapshot.packs[0].fresh and last.snapshot.packs[0].reading.cells is None
+    pack = last.snapshot.packs[0]
+    assert pack.active and not pack.fresh and pack.reading.cells is None
     assert last.limits.charge_current == 0.0  # before: full current on the 3.30 V cells of t=0.5
+    assert "pack 1 stale" in last.limits.reasons
 
 
 def test_cvl_counts_the_cells_a_pack_measures_when_its_0x03_claims_more() -> None:

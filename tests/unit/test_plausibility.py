@@ -1,0 +1,119 @@
+"""Plausibility between decoding and the bank (issue 16, findings 2-4), through the real Rx pipeline in
+virtual time: one odd frame must not move CVL, reach the paths, or be published; a pack without fresh cells
+is stale for the limits."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from btbattery.config import default_config
+from btbattery.model import BankState, BasicInfo, CellVoltages, PackReading, Protection
+from btbattery.pipeline.plausibility import CELL_COUNT_CONFIRM_POLLS, PackPlausibility
+from btbattery.pipeline.streams import build_pipeline
+
+CONFIG = default_config()
+ADDRESSES = [f"A4:C1:37:00:00:{n:02X}" for n in range(1, 5)]
+CELLS = 16
+on_next = ReactiveTest.on_next
+
+
+def reading(
+    pack: int, time: float, *, cells: tuple[float, ...] | None = (3.30,) * CELLS, **info
+) -> PackReading:
+    values = dict(
+        voltage=52.8, current=0.0, remaining_capacity=60.0, nominal_capacity=100.0, cycles=5,
+        production_date=None, balance_bits=0, protection=Protection.NONE, software_version=3.8, soc=60,
+        charge_fet=True, discharge_fet=True, cell_count=CELLS, temperatures=(25.0,),
+    )  # fmt: skip
+    values.update(info)
+    voltages = None if cells is None else CellVoltages(cells)
+    return PackReading(pack, ADDRESSES[pack - 1], time, BasicInfo(**values), voltages)
+
+
+def run(per_pack: list[dict[float, PackReading]], until: float = 60.0):
+    """Pack i polled every second with a normal reading, except where ``per_pack[i]`` says otherwise."""
+    scheduler = TestScheduler()
+    specs = [CONFIG.pack_spec(n, ADDRESSES[n - 1]) for n in range(1, len(per_pack) + 1)]
+    judges = [PackPlausibility(s.number, s.address) for s in specs]
+    sources = [
+        scheduler.create_hot_observable(
+            *(on_next(t + 0.5, special.get(t, reading(n, t + 0.4))) for t in range(int(until)))
+        )
+        for n, special in enumerate(per_pack, start=1)
+    ]
+    links = [scheduler.create_hot_observable() for _ in specs]
+    states: list[BankState] = []
+    build_pipeline(specs, sources, links, CONFIG, scheduler, plausibility=judges).subscribe(states.append)
+    scheduler.advance_to(until)
+    return {s.snapshot.time: s for s in states}, judges
+
+
+FULL_CVL = CELLS * CONFIG.max_cell_voltage
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        reading(1, 10.4, cell_count=8),  # 0x03 says 8 cells on a 16S pack
+        reading(1, 10.4, cells=(3.30,) * 4),  # 0x04 carries 4 cells
+        reading(1, 10.4, cell_count=255),  # no JBD has 255 cells in series
+    ],
+    ids=["0x03-says-8", "0x04-carries-4", "count-255"],
+)
+def test_one_frame_with_a_wrong_cell_count_does_not_move_cvl(odd: PackReading) -> None:
+    states, judges = run([{10: odd}, {}])
+    assert all(states[t].limits.charge_voltage == pytest.approx(FULL_CVL) for t in range(3, 60))
+    assert all(states[t].snapshot.cells_per_pack == CELLS for t in range(3, 60))
+    assert sum(judges[0].dropped.values()) == 1
+
+
+def test_a_cell_count_that_persists_is_believed() -> None:
+    """A pack rewired to 15 cells (or a BMS that always says so) is not held back for ever."""
+    changed = {t: reading(1, t + 0.4, cells=(3.30,) * 15, cell_count=15) for t in range(20, 60)}
+    states, judges = run([changed])
+    assert states[20.0].snapshot.cells_per_pack == CELLS  # held back: the bank still shows the old pack
+    settled = 20 + CELL_COUNT_CONFIRM_POLLS + 1
+    assert states[float(settled)].snapshot.cells_per_pack == 15
+    assert judges[0].accepted_cells == 15 and judges[0].dropped["cell count"] == CELL_COUNT_CONFIRM_POLLS - 1
+
+
+@pytest.mark.parametrize(
+    ("odd", "kind"),
+    [
+        (reading(1, 10.4, soc=255), "value"),
+        (reading(1, 10.4, temperatures=(25.0, 6280.4)), "value"),  # an open NTC: raw 0xFFFF
+        (reading(1, 10.4, remaining_capacity=250.0), "value"),  # above a 100 Ah pack's nominal
+        (reading(1, 10.4, cells=(3.30,) * 15 + (65.535,)), "cell value"),
+    ],
+    ids=["soc-255", "ntc-0xffff", "capacity-above-nominal", "cell-65V"],
+)
+def test_values_outside_physical_bounds_are_dropped_counted_and_warned_once(
+    odd: PackReading, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="btbattery.pipeline.plausibility"):
+        states, judges = run([{10: odd, 20: odd, 30: odd}, {}])
+    for state in states.values():
+        snap = state.snapshot
+        assert snap.soc is None or 0 <= snap.soc <= 100
+        assert snap.max_temperature is None or snap.max_temperature < 100
+        assert snap.max_cell_voltage is None or snap.max_cell_voltage < 5
+        assert snap.remaining_capacity is None or snap.remaining_capacity <= snap.nominal_capacity
+    assert judges[0].dropped[kind] == 3
+    assert caplog.text.count("implausible") == 1
+
+
+def test_a_pack_whose_cell_register_stops_is_stale_for_the_limits() -> None:
+    """Finding 4: a 3.64 V cell tapers CCL to 0; then 0x04 stops answering. Before, after PACK_STALE_AFTER
+    the limits worked from the mean cell voltage and CCL climbed to 60 A within seconds."""
+    high = (3.30,) * 15 + (3.64,)
+    per_pack = {t: reading(1, t + 0.4, cells=high) for t in range(10)}
+    per_pack |= {t: reading(1, t + 0.4, cells=None) for t in range(10, 60)}
+    states, _ = run([per_pack])
+    assert states[9.0].limits.charge_current == 0.0
+    for t in range(10, 60):
+        assert states[float(t)].limits.charge_current == 0.0, t
+    late = states[40.0].snapshot.packs[0]
+    assert late.active and not late.fresh  # its 0x03 values still shown; no limit rests on it
