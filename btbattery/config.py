@@ -102,7 +102,7 @@ def _passkey(text: str) -> Secret | None:
 def _or_empty(key: _Key, empty: float) -> _Key:
     """serialbattery's "leave empty to disable": an empty value means ``empty`` (the off value here too)."""
     return _Key(lambda text: empty if not text.strip() else key.parse(text), key.accepted + " (empty: off)",
-                key.check)  # fmt: skip
+                key.check, bounds=key.bounds)  # fmt: skip
 
 
 def _sensor_numbers(text: str) -> tuple[int, ...]:
@@ -128,7 +128,8 @@ def _whole(text: str) -> int:
 
 
 def _count(accepted: str, low: int, high: int) -> _Key:
-    return _Key(_whole, accepted, lambda value: low <= value <= high)  # type: ignore[operator]
+    bound = Bound(low, high)
+    return _Key(_whole, accepted, bound.__contains__, bounds=bound)
 
 
 def _absolute_path(text: str) -> str:
@@ -145,41 +146,58 @@ def _addresses(text: str) -> tuple[tuple[str, str | None], ...]:
 @dataclass(frozen=True, slots=True)
 class _Key:
     parse: Callable[[str], object]
-    accepted: str  # what the user may write, for error messages
+    accepted: str  # what the user may write, for error messages and the README
     check: Callable[[object], bool] = lambda value: True
     secret: bool = False  # never repeat the value in an error message (the user's terminal, the log)
+    bounds: Bound | None = None  # every number must have them (checked below, at import)
 
 
-def _number(accepted: str, low: float = -math.inf, high: float = math.inf, open_low: bool = False) -> _Key:
-    def check(value: object) -> bool:
-        assert isinstance(value, float)
-        return (value > low if open_low else value >= low) and value <= high
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """What a number may be: ``low`` (exclusive when ``open_low``) to ``high``, both finite, and its unit."""
 
-    return _Key(_float, accepted, check)
+    low: float
+    high: float
+    unit: str = ""
+    open_low: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        return (value > self.low if self.open_low else value >= self.low) and value <= self.high
+
+    def describe(self) -> str:
+        low = f"above {self.low:g} and up to" if self.open_low else f"from {self.low:g} to"
+        return f"{low} {self.high:g}{' ' + self.unit if self.unit else ''}"
 
 
-def _positive(accepted: str = "a number of seconds > 0") -> _Key:
-    return _number(accepted, 0, open_low=True)
+def _num(low: float, high: float, unit: str = "", what: str = "a number", open_low: bool = False) -> _Key:
+    """A number within bounds: one line in :data:`KEYS` is all a new numeric key needs."""
+    bound = Bound(low, high, unit, open_low)
+    return _Key(_float, f"{what} {bound.describe()}", bound.__contains__, bounds=bound)
 
 
-def _non_negative(unit: str) -> _Key:
-    return _number(f"a number of {unit} >= 0", 0)
+def _seconds(low: float, high: float, open_low: bool = False) -> _Key:
+    return _num(low, high, "s", "a time", open_low)
 
 
-def _percent(what: str, allow_zero: bool) -> _Key:
-    return _number(f"{what} from 0 to 100", 0, 100, open_low=not allow_zero)
+def _amps(high: float) -> _Key:
+    return _num(0, high, "A", "a current")
 
 
 def _cell_volts() -> _Key:
-    return _number("a cell voltage from 1.0 to 5.0 V", 1.0, 5.0)
+    return _num(1.0, 5.0, "V", "a cell voltage")
 
 
-def _list(accepted: str, low: float = -math.inf, high: float = math.inf) -> _Key:
-    def check(values: object) -> bool:
-        assert isinstance(values, tuple)
-        return all(low <= value <= high for value in values)
-
-    return _Key(_floats, accepted, check)
+def _nums(low: float, high: float, what: str) -> _Key:
+    """A comma-separated list of numbers, each within bounds."""
+    bound = Bound(low, high)
+    return _Key(
+        _floats,
+        f"{what}, comma separated, each {bound.describe()}",
+        lambda values: all(v in bound for v in values),  # type: ignore[attr-defined]
+        bounds=bound,
+    )
 
 
 def _cable_alarm(text: str) -> float:
@@ -192,101 +210,126 @@ def _cable_alarm(text: str) -> float:
 
 BMS_CABLE_ALARM_SECONDS = 60.0  # what serialbattery's BMS_CABLE_ALARM = True waits before the alarm
 
-_FRACTIONS = _list("fractions from 0 to 1, comma separated", 0, 1)
+_FRACTIONS = _nums(0, 1, "fractions")
 _BOOL = _Key(_bool, "True or False (also yes/no, on/off, 1/0)")
+_HOUR, _DAY = 3600.0, 86400.0
+_CABLE_ALARM = Bound(0, _DAY, "s")
+_SENSORS = Bound(1, 8)
 
+# Every key, its type and bounds. The bounds are what a real installation can use (a 1e-9 s publish interval
+# pegs a core; a 1e308 A limit reaches DVCC), not what a float can hold. The README's table lists them.
 KEYS: dict[str, _Key] = {
     "BATTERY_ADDRESSES": _Key(_addresses, "MAC addresses AA:BB:CC:DD:EE:FF[:/path.ini] separated by spaces"),
     "BLUETOOTH_ADAPTER": _Key(
         _adapter, "an adapter name like hci0 or its Bluetooth address like 00:1A:7D:DA:71:13"
     ),
-    "POLL_INTERVAL": _positive(),
-    "PUBLISH_INTERVAL": _positive(),
-    "PACK_STALE_AFTER": _positive(),
-    "PACK_DROPOUT_GRACE": _non_negative("seconds"),
-    "DISCONNECTED_AFTER": _non_negative("seconds"),
-    "MAX_BATTERY_CHARGE_CURRENT": _non_negative("amperes"),
-    "MAX_BATTERY_DISCHARGE_CURRENT": _non_negative("amperes"),
-    "MAX_PACK_CHARGE_CURRENT": _non_negative("amperes"),
-    "MAX_PACK_DISCHARGE_CURRENT": _non_negative("amperes"),
+    "POLL_INTERVAL": _seconds(0.2, _HOUR),
+    "PUBLISH_INTERVAL": _seconds(0.2, 60),
+    "PACK_STALE_AFTER": _seconds(0.5, _HOUR),
+    "PACK_DROPOUT_GRACE": _seconds(0, _HOUR),
+    "DISCONNECTED_AFTER": _seconds(0, _DAY),
+    "MAX_BATTERY_CHARGE_CURRENT": _amps(5000),
+    "MAX_BATTERY_DISCHARGE_CURRENT": _amps(5000),
+    "MAX_PACK_CHARGE_CURRENT": _amps(1000),
+    "MAX_PACK_DISCHARGE_CURRENT": _amps(1000),
     "MAX_CELL_VOLTAGE": _cell_volts(),
     "MIN_CELL_VOLTAGE": _cell_volts(),
     "MIN_CHARGE_CELL_VOLTAGE": _cell_volts(),
     "CELL_OVERVOLTAGE": _cell_volts(),
     "CELL_UNDERVOLTAGE": _cell_volts(),
-    "CELL_VOLTAGES_WHILE_CHARGING": _list("cell voltages in V, comma separated, descending", 0),
+    "CELL_VOLTAGES_WHILE_CHARGING": _nums(0, 5, "cell voltages in V, descending"),
     "MAX_CHARGE_CURRENT_CV_FRACTION": _FRACTIONS,
-    "CELL_VOLTAGES_WHILE_DISCHARGING": _list("cell voltages in V, comma separated, ascending", 0),
+    "CELL_VOLTAGES_WHILE_DISCHARGING": _nums(0, 5, "cell voltages in V, ascending"),
     "MAX_DISCHARGE_CURRENT_CV_FRACTION": _FRACTIONS,
-    "TEMPERATURES_WHILE_CHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "TEMPERATURES_WHILE_CHARGING": _nums(-50, 150, "temperatures in degC, ascending"),
     "MAX_CHARGE_CURRENT_T_FRACTION": _FRACTIONS,
-    "TEMPERATURES_WHILE_DISCHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "TEMPERATURES_WHILE_DISCHARGING": _nums(-50, 150, "temperatures in degC, ascending"),
     "MAX_DISCHARGE_CURRENT_T_FRACTION": _FRACTIONS,
-    "SHARE_MIN_BANK_CURRENT": _non_negative("amperes"),
-    "CURRENT_LIMIT_RISE_RATE": _positive("a rate in A/s > 0"),
-    "CVL_RECOVERY_HOLD_SEC": _non_negative("seconds"),
-    "CVL_RECOVERY_RATE_V_PER_SEC": _non_negative("V/s (0: at once after the hold)"),
-    "CCL_RECOVERY_HOLD_SEC": _non_negative("seconds"),
-    "DCL_RECOVERY_HOLD_SEC": _non_negative("seconds"),
-    "CHARGE_CURRENT_RECOVERY_THRESHOLD_PERCENT": _number("a fraction from 0 to 1", 0, 1),
-    "DISCHARGE_CURRENT_RECOVERY_THRESHOLD_PERCENT": _number("a fraction from 0 to 1", 0, 1),
+    "SHARE_MIN_BANK_CURRENT": _amps(1000),
+    "CURRENT_LIMIT_RISE_RATE": _num(0, 1000, "A/s", "a rate", open_low=True),
+    "CVL_RECOVERY_HOLD_SEC": _seconds(0, _DAY),
+    "CVL_RECOVERY_RATE_V_PER_SEC": _num(0, 10, "V/s", "a rate (0: at once after the hold)"),
+    "CCL_RECOVERY_HOLD_SEC": _seconds(0, _DAY),
+    "DCL_RECOVERY_HOLD_SEC": _seconds(0, _DAY),
+    "CHARGE_CURRENT_RECOVERY_THRESHOLD_PERCENT": _num(0, 1, what="a fraction"),
+    "DISCHARGE_CURRENT_RECOVERY_THRESHOLD_PERCENT": _num(0, 1, what="a fraction"),
     "FLOAT_CELL_VOLTAGE": _cell_volts(),
-    "SWITCH_TO_FLOAT_WAIT_FOR_SEC": _or_empty(_non_negative("seconds"), 0.0),
-    "SWITCH_TO_FLOAT_CELL_VOLTAGE_DIFF": _or_empty(_non_negative("volts"), 10.0),
-    "SWITCH_TO_FLOAT_CELL_VOLTAGE_DEVIATION": _non_negative("volts"),
-    "SWITCH_TO_BULK_SOC_THRESHOLD": _or_empty(_percent("a SoC in % (0: off)", True), 0.0),
-    "SWITCH_TO_BULK_CELL_VOLTAGE_DIFF": _or_empty(_non_negative("volts"), 10.0),
+    "SWITCH_TO_FLOAT_WAIT_FOR_SEC": _or_empty(_seconds(0, _DAY), 0.0),
+    "SWITCH_TO_FLOAT_CELL_VOLTAGE_DIFF": _or_empty(_num(0, 10, "V", "a voltage"), 10.0),
+    "SWITCH_TO_FLOAT_CELL_VOLTAGE_DEVIATION": _num(0, 10, "V", "a voltage"),
+    "SWITCH_TO_BULK_SOC_THRESHOLD": _or_empty(_num(0, 100, "%", "a SoC (0: off)"), 0.0),
+    "SWITCH_TO_BULK_CELL_VOLTAGE_DIFF": _or_empty(_num(0, 10, "V", "a voltage"), 10.0),
     "SOC_RESET_CELL_VOLTAGE": _cell_volts(),
-    "SOC_RESET_AFTER_DAYS": _or_empty(_non_negative("days (0: never)"), 0.0),
+    "SOC_RESET_AFTER_DAYS": _or_empty(_num(0, 3650, "days", "a time (0: never)"), 0.0),
     "CELL_TEMPERATURE_SENSORS": _Key(
         _sensor_numbers,
         "sensor numbers from 1 to 8, comma separated (empty: all but the MOSFET sensor)",
-        lambda v: all(1 <= n <= 8 for n in v),  # type: ignore[attr-defined]
+        lambda v: all(n in _SENSORS for n in v),  # type: ignore[attr-defined]
+        bounds=_SENSORS,
     ),
     "MOSFET_TEMPERATURE_SENSOR": _Key(
         lambda text: int(text),
         "a sensor number from 1 to 8, or 0 for none",
         lambda v: 0 <= v <= 8,  # type: ignore[operator]
+        bounds=Bound(0, 8),
     ),
-    "MOSFET_TEMPERATURES_WHILE_CHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "MOSFET_TEMPERATURES_WHILE_CHARGING": _nums(-50, 150, "temperatures in degC, ascending"),
     "MAX_CHARGE_CURRENT_T_MOSFET_FRACTION": _FRACTIONS,
-    "MOSFET_TEMPERATURES_WHILE_DISCHARGING": _list("temperatures in degC, comma separated, ascending"),
+    "MOSFET_TEMPERATURES_WHILE_DISCHARGING": _nums(-50, 150, "temperatures in degC, ascending"),
     "MAX_DISCHARGE_CURRENT_T_MOSFET_FRACTION": _FRACTIONS,
-    "TEMPERATURE_UNKNOWN_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
-    "TEMPERATURE_UNKNOWN_DISCHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
-    "CELLS_UNKNOWN_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
-    "PACK_DROPOUT_DISCHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
-    "IMBALANCE_WINDOW": _positive(),
-    "IMBALANCE_MIN_DURATION": _non_negative("seconds"),
+    "TEMPERATURE_UNKNOWN_CHARGE_FRACTION": _num(0, 1, what="a fraction"),
+    "TEMPERATURE_UNKNOWN_DISCHARGE_FRACTION": _num(0, 1, what="a fraction"),
+    "CELLS_UNKNOWN_CHARGE_FRACTION": _num(0, 1, what="a fraction"),
+    "PACK_DROPOUT_DISCHARGE_FRACTION": _num(0, 1, what="a fraction"),
+    "IMBALANCE_WINDOW": _seconds(0, _DAY, open_low=True),
+    "IMBALANCE_MIN_DURATION": _seconds(0, _DAY),
     "VOLTAGE_IMBALANCE_DETECTION_ENABLE": _BOOL,
-    "VOLTAGE_IMBALANCE_THRESHOLD": _positive("a voltage in V > 0"),
-    "VOLTAGE_IMBALANCE_CLEAR_THRESHOLD": _non_negative("volts"),
+    "VOLTAGE_IMBALANCE_THRESHOLD": _num(0, 10, "V", "a voltage", open_low=True),
+    "VOLTAGE_IMBALANCE_CLEAR_THRESHOLD": _num(0, 10, "V", "a voltage"),
     "CURRENT_IMBALANCE_DETECTION_ENABLE": _BOOL,
-    "CURRENT_IMBALANCE_THRESHOLD": _number("a deviation in % from 0 to 1000", 0, 1000, open_low=True),
-    "CURRENT_IMBALANCE_CLEAR_THRESHOLD": _number("a deviation in % from 0 to 1000", 0, 1000),
-    "CURRENT_IMBALANCE_MIN_CURRENT": _non_negative("amperes"),
+    "CURRENT_IMBALANCE_THRESHOLD": _num(0, 1000, "%", "a deviation", open_low=True),
+    "CURRENT_IMBALANCE_CLEAR_THRESHOLD": _num(0, 1000, "%", "a deviation"),
+    "CURRENT_IMBALANCE_MIN_CURRENT": _amps(1000),
     "SOC_IMBALANCE_DETECTION_ENABLE": _BOOL,
-    "SOC_IMBALANCE_THRESHOLD": _percent("a SoC difference in %", False),
-    "SOC_IMBALANCE_CLEAR_THRESHOLD": _percent("a SoC difference in %", True),
-    "IMBALANCE_CVL_STEP": _number("a cell voltage step from 0 to 0.5 V", 0, 0.5),
-    "IMBALANCE_CHARGE_FRACTION": _number("a fraction from 0 to 1", 0, 1),
+    "SOC_IMBALANCE_THRESHOLD": _num(0, 100, "%", "a SoC difference", open_low=True),
+    "SOC_IMBALANCE_CLEAR_THRESHOLD": _num(0, 100, "%", "a SoC difference"),
+    "IMBALANCE_CVL_STEP": _num(0, 0.5, "V", "a cell voltage step"),
+    "IMBALANCE_CHARGE_FRACTION": _num(0, 1, what="a fraction"),
     "BLOCK_ON_DISCONNECT": _BOOL,
-    "BLOCK_ON_DISCONNECT_TIMEOUT_MINUTES": _non_negative("minutes"),
+    "BLOCK_ON_DISCONNECT_TIMEOUT_MINUTES": _num(0, 1440, "min", "a time"),
     "BLOCK_ON_DISCONNECT_VOLTAGE_MIN": _cell_volts(),
     "BLOCK_ON_DISCONNECT_VOLTAGE_MAX": _cell_volts(),
     "BMS_CABLE_ALARM": _Key(
         _cable_alarm,
-        "True, False or a number of seconds >= 0",
-        lambda value: value >= 0,  # type: ignore[operator]
+        f"True, False or a time {_CABLE_ALARM.describe()}",
+        _CABLE_ALARM.__contains__,
+        bounds=_CABLE_ALARM,
     ),
-    "SOC_LOW_WARNING": _percent("a SoC in %", True),
-    "SOC_LOW_ALARM": _percent("a SoC in %", True),
+    "SOC_LOW_WARNING": _num(0, 100, "%", "a SoC"),
+    "SOC_LOW_ALARM": _num(0, 100, "%", "a SoC"),
     "PASSWORD": _Key(_password, "exactly 6 ASCII letters or digits, or nothing for no password", secret=True),
     "PASSKEY": _Key(_passkey, "a number from 0 to 999999, or nothing for no pairing", secret=True),
-    "RECORDER_MINUTES": _number("minutes from 0 (recorder off) to 120", 0, 120),
+    "RECORDER_MINUTES": _num(0, 120, "min", "a time (0: recorder off)"),
     "RECORDER_DIR": _Key(_absolute_path, "an absolute directory path, e.g. /data/log/btbattery"),
     "RECORDER_MAX_FILES": _count("a whole number of files from 1 to 1000", 1, 1000),
 }
+# A passkey is digits, but a secret, not a number.
+_NOT_NUMBERS = (_addresses, _adapter, _absolute_path, _bool, _password, _passkey)
+assert all(
+    key.bounds is not None and math.isfinite(key.bounds.low) and math.isfinite(key.bounds.high)
+    for key in KEYS.values()
+    if key.parse not in _NOT_NUMBERS
+), "every numeric config key needs finite bounds: declare it with _num(low, high, unit) or _nums(...)"
+
+# Command-line options of the service, bounded like the keys (checked in commands/run.py; README lists them).
+MAX_PACKS = 16  # the bank size the policy's property tests and the load benchmark cover; more is untested
+OPTIONS: dict[str, Bound] = {
+    "--watchdog": Bound(1, _DAY, "s"),
+    "--error-delay": Bound(0, _HOUR, "s"),
+    "--device-instance": Bound(0, 999),
+    "-p/--parallel": Bound(1, MAX_PACKS, "packs"),
+}
+
 
 # Keys a per-pack file may set; a one-battery config names its own limits MAX_BATTERY_*, so accept those too.
 # BLUETOOTH_ADAPTER there puts that pack on its own adapter (a bank spread over two).
@@ -479,7 +522,9 @@ def _nearest(key: str, known: Iterable[str]) -> str:
 def read_ini(path: Path) -> dict[str, str]:
     """Raw ``KEY -> text`` of one ini file ([DEFAULT] section or none at all)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is not a key
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -499,7 +544,14 @@ def read_ini(path: Path) -> dict[str, str]:
         raise ConfigError(f"{path}: not an ini file ({message}); expected KEY = value lines") from None
     for section in parser.sections():
         raise ConfigError(f"{path}: unknown section [{section}]; put every key under [DEFAULT] or no section")
-    return {key.upper(): value for key, value in parser.defaults().items()}
+    out: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for key, value in parser.defaults().items():
+        upper = key.upper()
+        if upper in out:  # keys are case-insensitive: the second spelling would silently win
+            raise ConfigError(f"{path}: key {upper} is set twice (as {spelled[upper]} and {key})")
+        out[upper], spelled[upper] = value, key
+    return out
 
 
 def _check_known(raw: dict[str, str], path: Path, known: Iterable[str], what: str) -> None:
@@ -637,6 +689,8 @@ def config_dirs(search_dirs: Sequence[str | Path] | None = None) -> list[Path]:
 def find_user_config(path: str | Path | None, search_dirs: Sequence[str | Path] | None = None) -> Path | None:
     if path is not None:
         given = Path(path)
+        if given.is_dir():
+            raise ConfigError(f"{given}: config file given with --config is a directory, not a file")
         if not given.is_file():
             raise ConfigError(f"{given}: config file given with --config does not exist")
         return given
@@ -656,6 +710,11 @@ def _pack_specs(
     else:
         entries = list(values["BATTERY_ADDRESSES"])  # type: ignore[call-overload]
         where = f"{origin['BATTERY_ADDRESSES']}: BATTERY_ADDRESSES"
+    if len(entries) > MAX_PACKS:
+        raise ConfigError(
+            f"{where}: {len(entries)} packs; accepted: at most {MAX_PACKS} (the bank size the charge-limit "
+            "policy is property-tested and load-benchmarked with; larger banks are untested)"
+        )
     seen: set[str] = set()
     specs = []
     for number, (mac, pack_path) in enumerate(entries, start=1):

@@ -31,8 +31,11 @@ def dbus_paths_markdown() -> str:
 
 
 def config_keys_markdown(path: Path | None = None) -> str:
-    """Every key of the built-in defaults with its default and the comment above it (unit first)."""
-    rows = ["| Key | Default | Unit and meaning |", "|---|---|---|"]
+    """Every key of the built-in defaults with its default, what it accepts (config.KEYS: the bounds the
+    loader enforces) and the comment above it (unit first)."""
+    from btbattery.config import KEYS
+
+    rows = ["| Key | Default | Accepted | Unit and meaning |", "|---|---|---|---|"]
     comment: list[str] = []
     for line in (path or find_defaults()).read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
@@ -44,7 +47,8 @@ def config_keys_markdown(path: Path | None = None) -> str:
             key, _, value = (part.strip() for part in stripped.partition("="))
             meaning = " ".join(comment).replace("|", "\\|")
             shown = f"`{value}`" if value else "(empty)"
-            rows.append(f"| `{key}` | {shown} | {meaning} |")
+            accepted = KEYS[key].accepted if key in KEYS else ""
+            rows.append(f"| `{key}` | {shown} | {accepted} | {meaning} |")
             comment = []
         else:
             comment = [] if not stripped else comment
@@ -88,6 +92,15 @@ def commands_markdown() -> str:
     return "\n\n".join(parts)
 
 
+def option_bounds_markdown() -> str:
+    """The service's bounded options (config.OPTIONS), as the run command enforces them."""
+    from btbattery.config import OPTIONS
+
+    rows = ["| Option | Accepted |", "|---|---|"]
+    rows += [f"| `{option}` | {bound.describe()} |" for option, bound in OPTIONS.items()]
+    return "\n".join(rows)
+
+
 def link_states_markdown() -> str:
     from btbattery.link.machine import mermaid
 
@@ -109,6 +122,7 @@ def charge_modes_markdown() -> str:
 
 SECTIONS = {
     "commands": commands_markdown,
+    "option-bounds": option_bounds_markdown,
     "link-states": link_states_markdown,
     "charge-rules": charge_rules_markdown,
     "charge-modes": charge_modes_markdown,

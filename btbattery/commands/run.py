@@ -16,10 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--parallel",
         dest="packs",
         nargs="+",
+        action="extend",  # -p A -p B means both packs, not only B (whose protections A's would then lack)
         metavar="MAC[:/path.ini]",
         default=[],
-        help="the packs wired in parallel, numbered 1..N in this order; each may name its own config file "
-        "(default: BATTERY_ADDRESSES from the config)",
+        help="the packs wired in parallel (at most 16), numbered 1..N in this order; each may name its own "
+        "config file; -p may be given more than once (default: BATTERY_ADDRESSES from the config)",
     )
     parser.add_argument(
         "--config",
@@ -96,7 +97,47 @@ def log_versions(log: logging.Logger) -> None:
     log.info("versions: %s", "; ".join(describe(name, info) for name, info in found.items()))
 
 
+def check_options(args: argparse.Namespace) -> str | None:
+    """The first option outside its bounds (config.OPTIONS) or an unusable --dbus-address, as one line."""
+    from btbattery.config import OPTIONS
+
+    for option, value in (
+        ("--watchdog", args.watchdog),
+        ("--error-delay", args.error_delay),
+        ("--device-instance", args.device_instance),
+    ):
+        bound = OPTIONS[option]
+        if value not in bound:
+            return f"{option} {value:g} is out of range; accepted: {bound.describe()}"
+    if args.dbus_address is not None:
+        return dbus_address_problem(args.dbus_address)
+    return None
+
+
+def dbus_address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be connected to (None: it can be tried). dbus-fast's own parser accepts
+    addresses it then fails on with a traceback (``unix:`` without a path, a tcp port that is no number)."""
+    from dbus_fast._private.address import parse_address
+    from dbus_fast.errors import InvalidAddressError
+
+    accepted = "accepted: unix:path=/path/to/socket, unix:abstract=NAME or tcp:host=HOST,port=N"
+    try:
+        transports = parse_address(address)
+    except InvalidAddressError as exc:
+        return f"--dbus-address {address!r} is not a D-Bus address ({exc}); {accepted}"
+    for transport, options in transports:
+        unix_ok = transport == "unix" and ("path" in options or "abstract" in options)
+        tcp_ok = transport == "tcp" and "host" in options and options.get("port", "").isdigit()
+        if not (unix_ok or tcp_ok):
+            return f"--dbus-address {address!r} cannot be connected to; {accepted}"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
+    problem = check_options(args)
+    if problem is not None:  # refused before anything starts, and without the error delay (it may be bad)
+        print(f"dbus-btbattery: {problem}", file=sys.stderr)
+        return 2
     code = _main(args)
     if code != 0 and args.error_delay > 0:
         print(f"dbus-btbattery: exiting with code {code} in {args.error_delay:g} s", file=sys.stderr)
@@ -111,9 +152,6 @@ def _main(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     log = logging.getLogger("btbattery")
     log_versions(log)
-    if args.watchdog <= 0:
-        print("dbus-btbattery: --watchdog must be a positive number of seconds", file=sys.stderr)
-        return 2
     from btbattery.link.bluez import is_adapter_spec
 
     if args.adapter is not None and not is_adapter_spec(args.adapter):

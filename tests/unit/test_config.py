@@ -202,7 +202,7 @@ def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
     bad(
         tmp_path,
         "",
-        r"p\.ini: MAX_PACK_CHARGE_CURRENT = '-3' is out of range; accepted: a number of amperes >= 0",
+        r"p\.ini: MAX_PACK_CHARGE_CURRENT = '-3' is out of range; accepted: a current from 0 to 1000 A",
         pack_args=[f"{MAC1}:{pack_file}"],
     )
     write(pack_file, "MAX_PACK_CHARGE_CURRENT = 3\nMAX_BATTERY_CHARGE_CURRENT = 4\n")
@@ -236,7 +236,7 @@ def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
         ),
         (
             "MAX_CELL_VOLTAGE = high\n",
-            r"MAX_CELL_VOLTAGE = 'high' is not valid; accepted: a cell voltage from 1\.0 to 5\.0 V",
+            r"MAX_CELL_VOLTAGE = 'high' is not valid; accepted: a cell voltage from 1 to 5 V",
         ),
         (
             "MAX_CELL_VOLTAGE = 34.5\n",
@@ -246,11 +246,11 @@ def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
         ("MAX_CELL_VOLTAGE =\n", r"MAX_CELL_VOLTAGE = '' is not valid"),
         (
             "PUBLISH_INTERVAL = 0\n",
-            r"PUBLISH_INTERVAL = '0' is out of range; accepted: a number of seconds > 0",
+            r"PUBLISH_INTERVAL = '0' is out of range; accepted: a time from 0\.2 to 60 s",
         ),
         (
             "MAX_BATTERY_CHARGE_CURRENT = -1\n",
-            r"MAX_BATTERY_CHARGE_CURRENT = '-1' is out of range; accepted: a number of amperes >= 0",
+            r"MAX_BATTERY_CHARGE_CURRENT = '-1' is out of range; accepted: a current from 0 to 5000 A",
         ),
         (
             "SOC_IMBALANCE_DETECTION_ENABLE = maybe\n",
@@ -258,7 +258,7 @@ def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
         ),
         (
             "SOC_IMBALANCE_THRESHOLD = 120\n",
-            r"SOC_IMBALANCE_THRESHOLD = '120' is out of range; accepted: a SoC difference in % from 0 to 100",
+            r"SOC_IMBALANCE_THRESHOLD = '120' is out of range; accepted: a SoC difference above 0",
         ),
         (
             "SOC_IMBALANCE_THRESHOLD = 5\n",
