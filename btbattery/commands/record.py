@@ -77,8 +77,11 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def simulate(scenario: Scenario, duration: float, poll_interval: float) -> Iterator[Event]:
-    """Every recorded event of ``duration`` seconds of ``scenario``, in time order."""
+def simulate(
+    scenario: Scenario, duration: float, poll_interval: float, physics_step: float = PHYSICS_STEP
+) -> Iterator[Event]:
+    """Every recorded event of ``duration`` seconds of ``scenario``, in time order. A coarser
+    ``physics_step`` makes a long run (the day-long soak) cheaper."""
     bank = scenario.build_bank()
     rng = random.Random(scenario.seed)
     links = [
@@ -91,7 +94,7 @@ def simulate(scenario: Scenario, duration: float, poll_interval: float) -> Itera
     poll_t = FIRST_POLL
     while poll_t < duration:
         while t_phys < poll_t - 1e-9:
-            dt = min(PHYSICS_STEP, poll_t - t_phys)
+            dt = min(physics_step, poll_t - t_phys)
             scenario.advance(bank, t_phys, dt)
             t_phys += dt
         for link in links:

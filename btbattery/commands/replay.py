@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -22,6 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from btbattery.config import Config, PackSpec
     from btbattery.model import BankState
+    from btbattery.pipeline.plausibility import PackPlausibility
+    from btbattery.replay import Event
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +70,23 @@ def pack_specs(addresses: tuple[str, ...], config: Config) -> list[PackSpec]:
 
 def replay(path: str | Path, config: Config, on_state: Callable[[BankState], None]) -> ReplayStats:
     """Run the pipeline over a recording; ``on_state`` gets every :class:`BankState`, in time order."""
+    from btbattery.replay import read_recording
+
+    header, events = read_recording(path)
+    duration = header.meta.get("duration")
+    end = float(duration) if isinstance(duration, int | float) else None
+    return replay_events(pack_specs(header.packs, config), events, end, config, on_state)
+
+
+def replay_events(
+    specs: list[PackSpec],
+    events: Iterable[Event],
+    end: float | None,
+    config: Config,
+    on_state: Callable[[BankState], None],
+    plausibility: Sequence[PackPlausibility] | None = None,
+) -> ReplayStats:
+    """Run the pipeline over recorded ``events`` (in time order) until ``end`` (default: the last event)."""
     from collections import Counter
 
     from reactivex.scheduler import HistoricalScheduler
@@ -77,10 +96,8 @@ def replay(path: str | Path, config: Config, on_state: Callable[[BankState], Non
     from btbattery.pipeline.aggregate import LINK_UP
     from btbattery.pipeline.streams import build_pipeline
     from btbattery.protocol.poll import PollDecoder
-    from btbattery.replay import LinkChange, Traffic, read_recording
+    from btbattery.replay import LinkChange, Traffic
 
-    header, events = read_recording(path)
-    specs = pack_specs(header.packs, config)
     drops: Counter[str] = Counter()
     decoders = {
         s.address: PollDecoder(s.number, s.address, lambda reason, _raw: drops.update([reason]))
@@ -97,7 +114,7 @@ def replay(path: str | Path, config: Config, on_state: Callable[[BankState], Non
 
     failures: list[Exception] = []
     subscription = build_pipeline(
-        specs, list(readings.values()), list(links.values()), config, scheduler
+        specs, list(readings.values()), list(links.values()), config, scheduler, plausibility
     ).subscribe(count, failures.append)
     last = 0.0
     for event in events:
@@ -122,11 +139,7 @@ def replay(path: str | Path, config: Config, on_state: Callable[[BankState], Non
             links[event.pack].on_next(
                 LinkEvent(spec_number, event.pack, event.t, LinkState(event.state), event.reason)
             )
-    end = (
-        float(header.meta.get("duration", last))
-        if isinstance(header.meta.get("duration"), (int, float))
-        else last
-    )
+    end = last if end is None else end
     scheduler.advance_to(scheduler.to_datetime(max(end, last)))
     subscription.dispose()
     if failures:

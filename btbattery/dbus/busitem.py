@@ -325,9 +325,14 @@ class BusItemTree:
             return None
         else:
             method = self._methods.get(msg.member)
-            if method is None:
+            if method is None and msg.interface is None:
+                # dbus-fast's own fallback reads msg.interface as a string and fails on a call without one,
+                # leaving the caller without an answer until its timeout: answer here.
+                reply = Message.new_error(msg, ErrorType.UNKNOWN_METHOD, f"{msg.member} is not served")
+            elif method is None:
                 return None  # dbus-fast answers UnknownMethod
-            reply = method(self, msg)
+            else:
+                reply = method(self, msg)
         if msg.flags & MessageFlag.NO_REPLY_EXPECTED:
             return True
         return reply
