@@ -114,7 +114,7 @@ def replay_events(
 
     failures: list[Exception] = []
     subscription = build_pipeline(
-        specs, list(readings.values()), list(links.values()), config, scheduler, plausibility
+        specs, list(readings.values()), list(links.values()), config, scheduler, plausibility=plausibility
     ).subscribe(count, failures.append)
     last = 0.0
     for event in events:

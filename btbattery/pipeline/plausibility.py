@@ -4,9 +4,11 @@ A frame can pass its checksum and still be wrong (a BMS glitch, a relayed frame 
 The decoder only checks the format; this module checks the physics, pack by pack, before a reading reaches
 the bank, the limits and the D-Bus paths:
 
-- a value outside :data:`BOUNDS` (SoC 255 %, a cell of 65.535 V, an open NTC read as 6280 degC) drops the
-  register it came in: a 0x03 value drops the whole poll, a cell value drops that poll's cells. One warning
-  per pack and kind, and every drop is counted (:attr:`PackPlausibility.dropped`).
+- a value outside :data:`BOUNDS` (SoC 255 %, a cell of 65.535 V, 255 cells) drops the register it came in:
+  a 0x03 value drops the whole poll, a cell value drops that poll's cells. One warning per pack and kind,
+  and every drop is counted (:attr:`PackPlausibility.dropped`). Temperatures are the exception: one open or
+  shorted NTC must not silence a pack whose other sensors work, so each sensor is judged on its own, with
+  its own alarm, by :mod:`btbattery.pipeline.sensors` (an open NTC's 6280 degC never reaches the limits).
 - a cell count that disagrees with the last accepted one is held back until the new count has come
   :data:`CELL_COUNT_CONFIRM_POLLS` polls in a row: one frame saying 8 cells on a 16S bank must not take CVL
   from 55 V to 28 V (and then need minutes to climb back), nor add paths for 255 cells. The first count is
@@ -49,7 +51,6 @@ BOUNDS: dict[str, Bound] = {
     "remaining_capacity": Bound(0.0, 10_000.0, "Ah"),
     "nominal_capacity": Bound(0.0, 10_000.0, "Ah"),
     "cell_count": Bound(0, MAX_CELLS, "cells in series"),
-    "temperature": Bound(-50.0, 150.0, "degC, an NTC's range; 0xFFFF reads as 6280 degC"),
     "cell_voltage": Bound(0.0, 5.0, "V, no lithium cell holds more"),
 }
 # Remaining capacity may exceed the nominal by a little (a BMS that has not re-learnt its capacity), not more.
@@ -70,7 +71,6 @@ def basic_problem(info: BasicInfo) -> str | None:
         ("remaining_capacity", info.remaining_capacity),
         ("nominal_capacity", info.nominal_capacity),
         ("cell_count", info.cell_count),
-        *(("temperature", t) for t in info.temperatures),
     ):
         if _outside(name, value):
             return f"{name} {value:g} outside {BOUNDS[name].low:g}..{BOUNDS[name].high:g} {BOUNDS[name].why}"

@@ -84,11 +84,10 @@ def test_a_cell_count_that_persists_is_believed() -> None:
     ("odd", "kind"),
     [
         (reading(1, 10.4, soc=255), "value"),
-        (reading(1, 10.4, temperatures=(25.0, 6280.4)), "value"),  # an open NTC: raw 0xFFFF
         (reading(1, 10.4, remaining_capacity=250.0), "value"),  # above a 100 Ah pack's nominal
         (reading(1, 10.4, cells=(3.30,) * 15 + (65.535,)), "cell value"),
     ],
-    ids=["soc-255", "ntc-0xffff", "capacity-above-nominal", "cell-65V"],
+    ids=["soc-255", "capacity-above-nominal", "cell-65V"],
 )
 def test_values_outside_physical_bounds_are_dropped_counted_and_warned_once(
     odd: PackReading, kind: str, caplog: pytest.LogCaptureFixture
@@ -117,3 +116,15 @@ def test_a_pack_whose_cell_register_stops_is_stale_for_the_limits() -> None:
         assert states[float(t)].limits.charge_current == 0.0, t
     late = states[40.0].snapshot.packs[0]
     assert late.active and not late.fresh  # its 0x03 values still shown; no limit rests on it
+
+
+def test_an_open_ntc_is_judged_by_the_sensor_rules_not_published() -> None:
+    """Raw 0xFFFF (6280 degC) from one sensor: the pack keeps reporting (its other sensor works), and the
+    value reaches neither the bank temperature nor the limits (pipeline/sensors.py drops it, alarms)."""
+    odd = {t: reading(1, t + 0.4, temperatures=(25.0, 6280.4)) for t in range(10, 60)}
+    states, _ = run([odd, {}])
+    for t in range(10, 60):
+        snap = states[float(t)].snapshot
+        assert snap.max_temperature is not None and snap.max_temperature < 100, t
+        assert snap.packs[0].fresh
+    assert states[59.0].limits.charge_current > 0
