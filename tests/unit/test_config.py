@@ -246,7 +246,7 @@ def test_pack_file_may_only_set_pack_limits(tmp_path: Path) -> None:
         ("MAX_CELL_VOLTAGE =\n", r"MAX_CELL_VOLTAGE = '' is not valid"),
         (
             "PUBLISH_INTERVAL = 0\n",
-            r"PUBLISH_INTERVAL = '0' is out of range; accepted: a time from 0\.2 to 60 s",
+            r"PUBLISH_INTERVAL = '0' is out of range; accepted: a time from 0\.01 to 60 s",
         ),
         (
             "MAX_BATTERY_CHARGE_CURRENT = -1\n",
