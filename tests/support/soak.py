@@ -244,6 +244,14 @@ def _recovered(
                 clear = max(busy) + 1e-6
             if clear > scenario.duration - bound:
                 continue
+            # A fault starting on this pack before it could poll again leaves nothing to measure.
+            starts = (
+                f.at
+                for f in scenario.faults
+                if f.kind != "delay" and (f.pack == pack or f.kind == "adapter_loss")
+            )
+            if any(clear <= at <= clear + bound for at in starts):
+                continue
             times = fresh_times.get(pack, [])
             i = _first_at_or_after(times, clear)
             if i < len(times) and times[i] <= clear + bound:
