@@ -250,6 +250,8 @@ class Service:
             self.options.adapter,
             locks={p.number: PackLocks(p.password, p.passkey) for p in packs},
             pack_adapters=own_adapters,
+            notify_method=self.config.notify_method,
+            write_method=self.config.write_method,
         )
         watchdog = Watchdog(loop, self.options, fatal, on_stall=lambda: last_word_after_stall(sink, links))
         cells = FirstReadings(len(packs))

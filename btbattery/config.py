@@ -72,6 +72,23 @@ def _bool(text: str) -> bool:
     raise ValueError("not a boolean")
 
 
+class _Choices:
+    """Parses one word out of a fixed set (a key that is no number)."""
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+    def __call__(self, text: str) -> str:
+        value = text.strip().lower()
+        if value not in self.choices:
+            raise ValueError("not one of the choices")
+        return value
+
+
+def _choice(*choices: str) -> _Key:
+    return _Key(_Choices(*choices), ", ".join(choices[:-1]) + " or " + choices[-1])
+
+
 def _floats(text: str) -> tuple[float, ...]:
     items = [item.strip() for item in text.split(",")]
     if not items or any(not item for item in items):
@@ -224,6 +241,8 @@ KEYS: dict[str, _Key] = {
         _adapter, "an adapter name like hci0 or its Bluetooth address like 00:1A:7D:DA:71:13"
     ),
     "POLL_INTERVAL": _seconds(0.2, _HOUR),
+    "NOTIFY_METHOD": _choice("auto", "acquire", "start"),
+    "WRITE_METHOD": _choice("auto", "acquire", "write"),
     "PUBLISH_INTERVAL": _seconds(0.01, 60),  # replays tick finer than a device should; 1e-9 still pegs a core
     "PACK_STALE_AFTER": _seconds(0.5, _HOUR),
     "PACK_DROPOUT_GRACE": _seconds(0, _HOUR),
@@ -318,7 +337,7 @@ _NOT_NUMBERS = (_addresses, _adapter, _absolute_path, _bool, _password, _passkey
 assert all(
     key.bounds is not None and math.isfinite(key.bounds.low) and math.isfinite(key.bounds.high)
     for key in KEYS.values()
-    if key.parse not in _NOT_NUMBERS
+    if key.parse not in _NOT_NUMBERS and not isinstance(key.parse, _Choices)
 ), "every numeric config key needs finite bounds: declare it with _num(low, high, unit) or _nums(...)"
 
 # Command-line options of the service, bounded like the keys (checked in commands/run.py; README lists them).
@@ -404,6 +423,8 @@ class Config:
     battery_addresses: tuple[tuple[str, str | None], ...]
     bluetooth_adapter: str
     poll_interval: float
+    notify_method: str  # auto | acquire | start (btbattery.link.transport)
+    write_method: str  # auto | acquire | write
     publish_interval: float
     pack_stale_after: float
     pack_dropout_grace: float

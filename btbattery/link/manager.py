@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import reactivex
 
 from btbattery.link.bluez import BluezHousekeeper
+from btbattery.link.clock import PollClock
 from btbattery.link.machine import Backoff, LinkTimeouts
 from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink, PackLocks
+from btbattery.link.transport import close_socket_bus
 from btbattery.model import LinkEvent, LinkStats, PackReading
 
 if TYPE_CHECKING:
@@ -45,11 +47,15 @@ class LinkManager:
         seed: int = 0,
         locks: Mapping[int, PackLocks] | None = None,
         pack_adapters: Mapping[int, str] | None = None,
+        notify_method: str = "auto",
+        write_method: str = "auto",
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll interval must be positive")
         self.packs = list(packs)
-        self.config = LinkConfig(poll_interval, timeouts or LinkTimeouts(), backoff or Backoff(), seed)
+        self.config = LinkConfig(
+            poll_interval, timeouts or LinkTimeouts(), backoff or Backoff(), seed, notify_method, write_method
+        )
         self.adapter = adapter
         self._scheduler = scheduler
         self.bluez = BluezHousekeeper()
@@ -65,8 +71,17 @@ class LinkManager:
         self.ports: dict[str | None, AdapterPort] = {}
         self.port = self._port(adapter)  # the default adapter's
         chosen = pack_adapters or {}
+        self.clock = PollClock(poll_interval)  # one timer polls every pack in the same loop turn
         self.links: list[PackLink] = [
-            PackLink(n, address, self._port(chosen.get(n, adapter)), scheduler, self.config, locks.get(n))
+            PackLink(
+                n,
+                address,
+                self._port(chosen.get(n, adapter)),
+                scheduler,
+                self.config,
+                locks.get(n),
+                self.clock,
+            )
             for n, address in self.packs
         ]
         self.states: reactivex.Observable[LinkEvent] = reactivex.merge(*(link.states for link in self.links))
@@ -107,6 +122,8 @@ class LinkManager:
         if self.agent is not None:
             self.agent.close()
         await self.bluez.close()
+        close_socket_bus()
+        self.clock.close()
         if pending:
             log.warning("%d of %d links did not close within %.1f s", len(pending), len(closing), timeout)
         return not pending

@@ -34,6 +34,7 @@ from reactivex.subject import Subject
 
 from btbattery.link.answers import AnswerWindow
 from btbattery.link.bluez import Adapter, BluezError, BluezHousekeeper, describe_adapters, resolve_adapter
+from btbattery.link.clock import PollClock
 from btbattery.link.machine import (
     AUTHENTICATING,
     BACKOFF,
@@ -50,7 +51,7 @@ from btbattery.link.machine import (
     LinkTimeouts,
     build_machine,
 )
-from btbattery.link.transport import GattTransport, TransportError
+from btbattery.link.transport import GattTransport, Methods, TransportError
 from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading, Secret
 from btbattery.protocol import jbd
 from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST, HARDWARE_REQUEST
@@ -110,6 +111,8 @@ class LinkConfig:
     timeouts: LinkTimeouts = field(default_factory=LinkTimeouts)
     backoff: Backoff = field(default_factory=Backoff)
     seed: int = 0  # jitter of the backoff, per pack
+    notify_method: str = "auto"  # NOTIFY_METHOD: auto | acquire | start
+    write_method: str = "auto"  # WRITE_METHOD: auto | acquire | write
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,12 +262,14 @@ class PackLink:
         scheduler: SchedulerBase | None,
         config: LinkConfig | None = None,
         locks: PackLocks | None = None,
+        clock: PollClock | None = None,
     ) -> None:
         self.pack = pack
         self.address = address.upper()
         self.port = port
         self.scheduler = scheduler
         self.config = config or LinkConfig()
+        self.clock = clock or PollClock(self.config.poll_interval)  # the bank's, shared by its packs
         self.states: Subject[LinkEvent] = Subject()
         self.readings: Subject[PackReading] = Subject()
         self.decoder = PollDecoder(pack, self.address, on_drop=self._on_drop, on_handshake=self._on_handshake)
@@ -293,6 +298,7 @@ class PackLink:
         self._device: BLEDevice | None = None
         self._client: BleakClient | None = None
         self._transport: GattTransport | None = None
+        self.methods = Methods(self.config.notify_method, self.config.write_method, self._log_text)
         self._learned_with_response: bool | None = None  # the write type this unit answered last
         self._answered = False  # this connection has had an answer
         self._switched_write_type = False
@@ -526,7 +532,7 @@ class PackLink:
         assert client is not None
         self.decoder.assembler.reset()
         try:
-            transport = await GattTransport.open(client, self._on_notify)
+            transport = await GattTransport.open(client, self._on_notify, self.methods)
         except TransportError as exc:
             if _not_paired(exc.__cause__):
                 raise await self._bond_refused("not_paired") from exc
@@ -584,18 +590,11 @@ class PackLink:
         return "reset"
 
     async def _poll(self) -> str:
-        """Poll every interval until the link dies (raises :class:`_LinkDown`)."""
-        loop = asyncio.get_running_loop()
-        interval = self.config.poll_interval
+        """Poll on every tick of the bank's clock until the link dies (raises :class:`_LinkDown`)."""
         await self._read_model()
-        tick = loop.time()
         while True:
             await self._poll_once()
-            tick += interval
-            now = loop.time()
-            if tick < now:  # a slow poll: skip the missed ticks rather than bunching requests
-                tick = now
-            await asyncio.sleep(tick - now)
+            await self.clock.tick()
 
     async def _poll_once(self) -> None:
         for request in (BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST):
@@ -641,6 +640,7 @@ class PackLink:
             if self._try_other_write_type(transport):
                 return False
             if self._timeouts_in_row >= self.config.timeouts.dead_after:
+                self._silent_under_acquire(transport)
                 if self._fresh_connection:  # not one reading on this connection: is the pack locked?
                     await self._diagnose_silence()
                 raise _LinkDown(f"{self._timeouts_in_row} poll timeouts in a row") from None
@@ -652,6 +652,15 @@ class PackLink:
             self._answered = True
             self._learned_with_response = transport.with_response
         return True
+
+    def _silent_under_acquire(self, transport: GattTransport) -> None:
+        """Some units stop notifying under AcquireNotify (or BlueZ closes the socket) while the link stays
+        up: the next connections use StartNotify. A pack out of reach loses its link instead and keeps the
+        socket way."""
+        client = self._client
+        if transport.notify_acquired and client is not None and client.is_connected:
+            silent = self._timeouts_in_row
+            self.methods.notify_fell_back(f"no answer through the AcquireNotify socket ({silent} polls)")
 
     def _try_other_write_type(self, transport: GattTransport) -> bool:
         """Some units list write-without-response but only answer write requests (or the other way round):
@@ -815,6 +824,9 @@ class PackLink:
     def _now(self) -> float:
         assert self.scheduler is not None, "a link needs a scheduler before it starts"
         return self.scheduler.to_seconds(self.scheduler.now)
+
+    def _log_text(self, level: int, text: str) -> None:
+        self._log(level, "%s", text)
 
     def _log(self, level: int, message: str, *args: object) -> None:
         if log.isEnabledFor(level):

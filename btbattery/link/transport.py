@@ -1,14 +1,26 @@
 """How requests reach a JBD unit and its answers come back, over one connected bleak client.
 
-Kept apart from the link's lifecycle so the transport can change (notifications and writes over the
-``AcquireNotify``/``AcquireWrite`` sockets instead of D-Bus messages) without touching the state machine:
-the link only opens a transport on a fresh connection, writes requests, and closes it.
+Kept apart from the link's lifecycle: the link only opens a transport on a fresh connection, writes
+requests, and closes it. Where BlueZ grants them, notifications and requests go through sockets instead of
+D-Bus messages (a GX's system bus daemon then routes nothing per poll, and we unmarshal nothing):
+
+- notifications: ``AcquireNotify`` through bleak's own ``bluez={"use_start_notify": False}``; StartNotify
+  when BlueZ refuses (or the characteristic has no ``NotifyAcquired``);
+- requests: ``AcquireWrite``, which bleak has no API for, called on our own system-bus connection on the
+  characteristic's object path (``BleakGATTCharacteristic.obj[0]`` on BlueZ, public); WriteValue otherwise.
+
+:class:`Methods` is the pack's choice; a way that fails is dropped for the rest of the run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bleak import BleakClient
@@ -20,8 +32,33 @@ _UUID = "0000{}-0000-1000-8000-00805f9b34fb"
 GATT_PAIRS = ((_UUID.format("ff01"), _UUID.format("ff02")), (_UUID.format("fff1"), _UUID.format("fff2")))
 
 
+NOTIFY_METHODS = ("auto", "acquire", "start")  # the NOTIFY_METHOD config key
+WRITE_METHODS = ("auto", "acquire", "write")  # the WRITE_METHOD config key
+CHAR_IFACE = "org.bluez.GattCharacteristic1"
+
+
 class TransportError(Exception):
     """The unit cannot be talked to on this connection; the message says why."""
+
+
+@dataclass(slots=True)
+class Methods:
+    """One pack's way of talking: ``notify`` auto|acquire|start, ``write`` auto|acquire|write. An "auto" that
+    fails becomes "start"/"write" for the rest of the run; ``log`` says so (once, since it then stays)."""
+
+    notify: str = "auto"
+    write: str = "auto"
+    log: Callable[[int, str], None] = lambda level, text: None
+
+    def notify_fell_back(self, why: str) -> None:
+        if self.notify == "auto":
+            self.notify = "start"
+            self.log(logging.WARNING, f"notifications over D-Bus (StartNotify) from now on: {why}")
+
+    def write_fell_back(self, why: str) -> None:
+        if self.write == "auto":
+            self.write = "write"
+            self.log(logging.WARNING, f"requests over D-Bus (WriteValue) from now on: {why}")
 
 
 class GattTransport:
@@ -35,7 +72,26 @@ class GattTransport:
         self._write = write
         # Write-without-response when the unit offers it: the BMS answers on the notify characteristic
         # anyway, so an ATT acknowledgement only costs airtime.
-        self.with_response = "write-without-response" not in write.properties
+        self._with_response = "write-without-response" not in write.properties
+        self.notify_acquired = False  # notifications come through an AcquireNotify socket
+        self._write_sock: socket.socket | None = None  # the AcquireWrite socket, while we hold one
+        self._write_mtu = 23
+
+    @property
+    def write_acquired(self) -> bool:
+        return self._write_sock is not None
+
+    @property
+    def with_response(self) -> bool:
+        return self._with_response
+
+    @with_response.setter
+    def with_response(self, value: bool) -> None:
+        # An acquired write socket sends write commands only, and BlueZ refuses WriteValue while it is held
+        # (src/gatt-client.c): a unit that needs write requests gets the socket given back.
+        if value:
+            self._release_write()
+        self._with_response = value
 
     @property
     def offers_both_write_types(self) -> bool:
@@ -43,25 +99,102 @@ class GattTransport:
         return "write" in props and "write-without-response" in props
 
     @classmethod
-    async def open(cls, client: BleakClient, on_data: Callable[[object, bytearray], None]) -> GattTransport:
+    async def open(
+        cls, client: BleakClient, on_data: Callable[[object, bytearray], None], methods: Methods | None = None
+    ) -> GattTransport:
         pair = jbd_characteristics(client.services)
         if pair is None:
             raise TransportError("no JBD characteristics (ff01/ff02 or fff1/fff2)")
         transport = cls(client, *pair)
-        try:
-            await client.start_notify(transport._notify, on_data)
-        except Exception as exc:
-            raise TransportError(f"notify failed: {_describe(exc)}") from exc
+        await transport._subscribe(on_data, methods or Methods(notify="start", write="write"))
         return transport
 
+    async def _subscribe(self, on_data: Callable[[object, bytearray], None], methods: Methods) -> None:
+        if methods.notify != "start" and "NotifyAcquired" in _props(self._notify):
+            try:
+                await self._client.start_notify(self._notify, on_data, bluez={"use_start_notify": False})
+                self.notify_acquired = True
+            except Exception as exc:
+                if methods.notify == "acquire" or _not_connected(exc):
+                    raise TransportError(f"AcquireNotify failed: {_describe(exc)}") from exc
+                methods.notify_fell_back(f"BlueZ refused AcquireNotify ({_describe(exc)})")
+        elif methods.notify == "acquire":
+            raise TransportError("NOTIFY_METHOD = acquire, but BlueZ offers no AcquireNotify here")
+        if not self.notify_acquired:
+            try:
+                await self._client.start_notify(self._notify, on_data)
+            except Exception as exc:
+                raise TransportError(f"notify failed: {_describe(exc)}") from exc
+        if methods.write != "write" and not self._with_response and "WriteAcquired" in _props(self._write):
+            try:
+                await self._acquire_write()
+            except Exception as exc:
+                if methods.write == "acquire" or _not_connected(exc):
+                    raise TransportError(f"AcquireWrite failed: {_describe(exc)}") from exc
+                methods.write_fell_back(f"BlueZ refused AcquireWrite ({_describe(exc)})")
+
+    async def _acquire_write(self) -> None:
+        from dbus_fast import Message
+
+        bus = await _socket_bus()
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path=_props_path(self._write),
+                interface=CHAR_IFACE,
+                member="AcquireWrite",
+                signature="a{sv}",
+                body=[{}],
+            )
+        )
+        assert reply is not None
+        if reply.error_name:
+            for fd in reply.unix_fds:
+                with contextlib.suppress(OSError):
+                    socket.close(fd)
+            raise TransportError(f"{reply.error_name}: {reply.body[0] if reply.body else ''}")
+        index, mtu = reply.body
+        sock = socket.socket(fileno=reply.unix_fds[index])
+        sock.setblocking(False)
+        self._write_sock, self._write_mtu = sock, int(mtu)
+        # BlueZ closes its end when the link goes: readable with nothing to read.
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._write_socket_readable)
+
+    def _write_socket_readable(self) -> None:
+        sock = self._write_sock
+        if sock is None:
+            return
+        with contextlib.suppress(BlockingIOError):
+            if sock.recv(1) == b"":
+                self._release_write()
+
+    def _release_write(self) -> None:
+        sock, self._write_sock = self._write_sock, None
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+
     async def write(self, frame: bytes) -> None:
+        sock = self._write_sock
+        if sock is not None:
+            # one datagram per ATT write command, each at most MTU - 3 bytes (a JBD request is 7)
+            size = max(self._write_mtu - 3, 20)
+            try:
+                for start in range(0, len(frame), size):
+                    sock.send(frame[start : start + size])
+            except OSError as exc:
+                self._release_write()
+                raise TransportError(f"write socket closed: {_describe(exc)}") from exc
+            return
         try:
             await self._client.write_gatt_char(self._write, frame, response=self.with_response)
         except Exception as exc:
             raise TransportError(f"write failed: {_describe(exc)}") from exc
 
     async def close(self) -> None:
-        """Stop notifications (the caller bounds the time and disconnects)."""
+        """Give the sockets back and stop notifications (the caller bounds the time and disconnects)."""
+        self._release_write()
         if self._client.is_connected:
             await self._client.stop_notify(self._notify)
 
@@ -75,6 +208,55 @@ def jbd_characteristics(
         if notify is not None and write is not None:
             return notify, write
     return None
+
+
+def _props(characteristic: BleakGATTCharacteristic) -> dict[str, Any]:
+    """BlueZ's properties of the characteristic as bleak found them (``obj`` is (path, props) on BlueZ)."""
+    obj = characteristic.obj
+    return obj[1] if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], dict) else {}
+
+
+def _props_path(characteristic: BleakGATTCharacteristic) -> str:
+    return str(characteristic.obj[0])
+
+
+def _not_connected(exc: BaseException) -> bool:
+    return "NotConnected" in str(exc) or "Not connected" in str(exc)
+
+
+# Our own system-bus connection for AcquireWrite (it must negotiate unix fds), one per event loop, shared by
+# every pack; made on first use, ended by close_socket_bus().
+_buses: dict[asyncio.AbstractEventLoop, asyncio.Future[Any]] = {}
+
+
+async def _socket_bus() -> Any:
+    from dbus_fast import BusType
+    from dbus_fast.aio import MessageBus
+
+    loop = asyncio.get_running_loop()
+    pending = _buses.get(loop)
+    if pending is not None:
+        bus = await asyncio.shield(pending)
+        if bus.connected:
+            return bus
+    pending = loop.create_future()
+    _buses[loop] = pending
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=True).connect()
+    except BaseException as exc:
+        del _buses[loop]
+        pending.set_exception(exc)
+        pending.exception()  # retrieved: nobody else may be waiting
+        raise
+    pending.set_result(bus)
+    return bus
+
+
+def close_socket_bus() -> None:
+    """End this loop's AcquireWrite connection (the sockets it gave out stay valid until closed)."""
+    pending = _buses.pop(asyncio.get_running_loop(), None)
+    if pending is not None and pending.done() and not pending.cancelled() and pending.exception() is None:
+        pending.result().disconnect()
 
 
 def _describe(exc: BaseException) -> str:

@@ -43,6 +43,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ ERR_FAILED = "org.bluez.Error.Failed"
 ERR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
 ERR_NOT_READY = "org.bluez.Error.NotReady"
 ERR_DOES_NOT_EXIST = "org.bluez.Error.DoesNotExist"
+ERR_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
+ERR_NOT_SUPPORTED = "org.bluez.Error.NotSupported"
 ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 
@@ -106,6 +109,9 @@ MANUFACTURER_ID = 0x4A42
 # duration. In BlueZ a connection belongs to the adapter, not to the client that asked for it: every client
 # sees Device1.Connected = true and a Connect from another client returns at once (src/device.c,
 # dev_connect: "already connected"); a JBD module takes one central, so it stops advertising meanwhile.
+# "acquire_closes": a unit that misbehaves under AcquireNotify (bleak keeps StartNotify its default because
+# "a number of devices have issues with AcquireNotify", backends/bluezdbus/client.py): while the fault lasts,
+# BlueZ's end of an acquired notification socket closes instead of delivering, and the link stays up.
 PACK_FAULTS = (
     "drop",
     "drop_midframe",
@@ -118,6 +124,7 @@ PACK_FAULTS = (
     "ghost_connect",
     "abort_connect",
     "request_only",
+    "acquire_closes",
 )
 # Faults of the adapter the given pack is on (the Inject call names a pack so its signature stays the same).
 # "disconnect_all" repeats every ``delay`` seconds (once when 0); "wedge" lasts until a power cycle.
@@ -166,6 +173,13 @@ class FakeStats:
     slot_refusals: int = 0  # connects refused because the adapter had no free connection slot
     power_cycles: int = 0  # Adapter1.Powered set off then on
     ignored_commands: int = 0  # write-without-response requests a "request_only" unit ignored
+    notify_acquires: int = 0  # AcquireNotify calls granted
+    write_acquires: int = 0  # AcquireWrite calls granted
+    acquire_refusals: int = 0  # AcquireNotify/AcquireWrite calls refused
+    socket_notifications: int = 0  # notifications sent through an acquired socket (not D-Bus)
+    socket_writes: int = 0  # datagrams read from an acquired write socket (not D-Bus)
+    dbus_calls: int = 0  # method calls the fake answered for clients (BlueZ's D-Bus traffic in)
+    dbus_signals: int = 0  # signals the fake emitted (BlueZ's D-Bus traffic out, replies not counted)
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -235,6 +249,9 @@ class _Pack:
     paired: bool = False  # BlueZ holds a bond (kept across connections, like bluetoothd's storage)
     mitm: bool = False  # the bond was made with a passkey (authenticated), not Just Works
     bonding: bool = False
+    # BlueZ's ends of the AcquireNotify / AcquireWrite socket pairs while a client holds them
+    notify_sock: socket.socket | None = None
+    write_sock: socket.socket | None = None
 
     @property
     def locked_gatt(self) -> bool:
@@ -283,7 +300,8 @@ class FakeBluez:
     advertisement carries no service UUID (BlueZ's Device1.UUIDs is then empty until a connection).
     ``adapters`` lists ``(name, address)`` of each controller (default one, hci0); ``placement`` maps a pack
     number to the adapter it is in radio range of (default the first); ``slots`` bounds the connections an
-    adapter holds. ``connected_at_start`` names packs a previous client left connected.
+    adapter holds. ``connected_at_start`` names packs a previous client left connected. ``refuse_acquire``
+    names packs whose AcquireNotify and AcquireWrite fail with org.bluez.Error.NotSupported.
     """
 
     def __init__(
@@ -303,6 +321,7 @@ class FakeBluez:
         placement: dict[int, str] | None = None,
         slots: dict[str, int] | None = None,
         connected_at_start: Iterable[int] = (),
+        refuse_acquire: Iterable[int] = (),
     ) -> None:
         self.scenario = resize_scenario(
             load_scenario(scenario) if isinstance(scenario, str) else scenario, packs
@@ -340,6 +359,8 @@ class FakeBluez:
             for i, sim in enumerate(self.bank.packs, start=1)
         ]
         self.connected_at_start = sorted(set(connected_at_start))
+        # packs whose AcquireNotify/AcquireWrite fail (a BlueZ build or unit where they do not work)
+        self.refuse_acquire = set(refuse_acquire)
         self._bus: MessageBus | None = None
         self._objects: dict[str, dict[str, dict[str, Variant]]] = {}
         self._adapter_present = False
@@ -367,7 +388,8 @@ class FakeBluez:
     async def start(self) -> None:
         if not self.bus_address:
             raise RuntimeError("no bus address: pass bus_address or set DBUS_SYSTEM_BUS_ADDRESS")
-        self._bus = bus = await MessageBus(bus_address=self.bus_address).connect()
+        # unix fds: AcquireNotify/AcquireWrite hand out sockets
+        self._bus = bus = await MessageBus(bus_address=self.bus_address, negotiate_unix_fd=True).connect()
         bus.add_message_handler(self._on_message)
         await self._call_daemon(
             "AddMatch", "s", ["type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'"]
@@ -470,6 +492,7 @@ class FakeBluez:
 
     def _emit(self, path: str, interface: str, member: str, signature: str, body: list[Any]) -> None:
         if self._bus is not None and self._adapter_present:
+            self.stats.dbus_signals += 1
             self._bus.send(Message.new_signal(path, interface, member, signature, body))
 
     def _add_object(self, path: str, interfaces: dict[str, dict[str, Variant]]) -> None:
@@ -553,8 +576,14 @@ class FakeBluez:
                 "Flags": Variant("as", flags),
                 "MTU": Variant("q", 23),
             }
+            # BlueZ exports NotifyAcquired on a characteristic that can notify and WriteAcquired on one
+            # that takes write-without-response (src/gatt-client.c, characteristic_notify_acquired_exists /
+            # characteristic_write_acquired_exists); bleak offers AcquireNotify only when it sees the former.
             if "notify" in flags:
                 props["Notifying"] = Variant("b", False)
+                props["NotifyAcquired"] = Variant("b", False)
+            if "write-without-response" in flags:
+                props["WriteAcquired"] = Variant("b", False)
             self._add_object(path, {CHAR_IFACE: props})
 
     def _remove_gatt(self, pack: _Pack) -> None:
@@ -747,6 +776,7 @@ class FakeBluez:
             return None
         if msg.path == CONTROL_PATH:
             return self._control(msg)
+        self.stats.dbus_calls += 1
         interface, member, path = msg.interface, msg.member, msg.path or ""
         if self._owns_bluez and interface == OM_IFACE and member == "GetManagedObjects":
             return Message.new_method_return(msg, "a{oa{sa{sv}}}", [self._objects])
@@ -1038,6 +1068,8 @@ class FakeBluez:
             return
         pack.connected = False
         pack.notifying = False
+        self._release(pack, "notify")  # BlueZ closes acquired sockets with the link (gatt-client.c,
+        self._release(pack, "write")  # btd_gatt_client_disconnected -> notify_io/write_io destroyed)
         pack.last_seen = asyncio.get_running_loop().time()
         self._set(pack.path, DEVICE_IFACE, ServicesResolved=Variant("b", False))
         self._set(pack.path, DEVICE_IFACE, Connected=Variant("b", False))
@@ -1058,7 +1090,11 @@ class FakeBluez:
             return Message.new_error(msg, *NOT_PAIRED)
         if msg.member == "ReadValue":
             return Message.new_method_return(msg, "ay", [self._objects[path][CHAR_IFACE]["Value"].value])
+        if msg.member in ("AcquireNotify", "AcquireWrite"):
+            return self._acquire(msg, pack, "notify" if msg.member == "AcquireNotify" else "write")
         if msg.member == "StartNotify" and path == pack.notify_path:
+            if pack.notify_sock is not None:  # src/gatt-client.c, characteristic_start_notify
+                return Message.new_error(msg, ERR_NOT_PERMITTED, "Notify acquired")
             pack.notifying = True
             self._set(path, CHAR_IFACE, Notifying=Variant("b", True))
             return Message.new_method_return(msg)
@@ -1067,6 +1103,8 @@ class FakeBluez:
             self._set(path, CHAR_IFACE, Notifying=Variant("b", False))
             return Message.new_method_return(msg)
         if msg.member == "WriteValue" and path == pack.write_path:
+            if pack.write_sock is not None:  # src/gatt-client.c, characteristic_write_value
+                return Message.new_error(msg, ERR_NOT_PERMITTED, "Write acquired")
             if self._ignores(pack, msg):
                 return Message.new_method_return(msg)
             if pack.echoing:
@@ -1075,6 +1113,120 @@ class FakeBluez:
                 self._received(pack, bytes(msg.body[0]))
             return Message.new_method_return(msg)
         return Message.new_error(msg, "org.bluez.Error.NotSupported", f"{msg.member} not supported on {path}")
+
+    # ----- AcquireNotify / AcquireWrite ------------------------------------------------------------
+    # BlueZ 5.72, src/gatt-client.c (characteristic_acquire_notify / characteristic_acquire_write) and
+    # doc/org.bluez.GattCharacteristic.rst: the reply is (fd, mtu); the fd is one end of a
+    # socketpair(AF_LOCAL, SOCK_SEQPACKET), one datagram per ATT value; the MTU is the link's ATT MTU.
+    # A second acquire is refused (NotPermitted "Notify acquired"/"Write acquired"), AcquireNotify while a
+    # StartNotify session is open fails InProgress, and StartNotify/WriteValue fail while acquired. The
+    # socket closes when the link goes down; when the client closes its end BlueZ releases the acquire.
+
+    def _acquire(self, msg: Message, pack: _Pack, kind: str) -> Message | bool:
+        path = msg.path or ""
+        if path != (pack.notify_path if kind == "notify" else pack.write_path):
+            return Message.new_error(msg, ERR_NOT_SUPPORTED, f"Acquire{kind.title()} not supported on {path}")
+        if pack.number in self.refuse_acquire:
+            self.stats.acquire_refusals += 1
+            return Message.new_error(msg, ERR_NOT_SUPPORTED, "Operation is not supported")
+        if (pack.notify_sock if kind == "notify" else pack.write_sock) is not None:
+            self.stats.acquire_refusals += 1
+            return Message.new_error(msg, ERR_NOT_PERMITTED, f"{kind.title()} acquired")
+        if kind == "notify" and pack.notifying:
+            self.stats.acquire_refusals += 1
+            return Message.new_error(msg, ERR_IN_PROGRESS, "In Progress")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        if kind == "notify":
+            pack.notify_sock = ours
+            self.stats.notify_acquires += 1
+            loop.add_reader(ours.fileno(), self._socket_readable, pack, "notify")
+            self._set(path, CHAR_IFACE, NotifyAcquired=Variant("b", True))
+        else:
+            pack.write_sock = ours
+            self.stats.write_acquires += 1
+            loop.add_reader(ours.fileno(), self._socket_readable, pack, "write")
+            self._set(path, CHAR_IFACE, WriteAcquired=Variant("b", True))
+        mtu = self._objects[path][CHAR_IFACE]["MTU"].value
+        reply = Message.new_method_return(msg, "hq", [0, mtu], [theirs.fileno()])
+        self._spawn(self._send_and_close(reply, theirs))
+        return True
+
+    async def _send_and_close(self, reply: Message, theirs: socket.socket) -> None:
+        """Send the fd, then drop our copy of the client's end (else its close would never reach us)."""
+        try:
+            if self._bus is not None:
+                await self._bus.send(reply)
+        finally:
+            theirs.close()
+
+    def _socket_readable(self, pack: _Pack, kind: str) -> None:
+        sock = pack.notify_sock if kind == "notify" else pack.write_sock
+        if sock is None:
+            return
+        while True:  # every datagram waiting, one wake-up
+            try:
+                data = sock.recv(512)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the client closed its end: BlueZ releases the acquire (sock_hup)
+                self._release(pack, kind)
+                return
+            if kind == "write":
+                self.stats.socket_writes += 1
+                if pack.fault("request_only", asyncio.get_running_loop().time()) is not None:
+                    self.stats.ignored_commands += 1  # a socket write is a write command, too
+                elif pack.echoing:
+                    self._spawn(self._echo(pack, data))
+                elif not pack.locked_gatt:
+                    self._received(pack, data)
+
+    def _notify(self, pack: _Pack, chunk: bytes) -> bool:
+        """One notification to whoever subscribed; False when nobody did (or the socket just closed)."""
+        if pack.notify_sock is not None:
+            # An acquired characteristic's notifications go to the socket only, not to D-Bus
+            # (src/gatt-client.c, notify_cb writes to notify_io and returns).
+            if not self._send_notification(pack, chunk):
+                return False
+        elif pack.notifying:
+            self._set(pack.notify_path, CHAR_IFACE, Value=Variant("ay", chunk))
+        else:
+            return False
+        self.stats.notifications += 1
+        return True
+
+    def _send_notification(self, pack: _Pack, chunk: bytes) -> bool:
+        sock = pack.notify_sock
+        assert sock is not None
+        if pack.fault("acquire_closes", asyncio.get_running_loop().time()) is not None:
+            self._release(pack, "notify")
+            return False
+        try:
+            sock.send(chunk)
+        except OSError:
+            self._release(pack, "notify")
+            return False
+        self.stats.socket_notifications += 1
+        return True
+
+    def _release(self, pack: _Pack, kind: str) -> None:
+        sock = pack.notify_sock if kind == "notify" else pack.write_sock
+        if sock is None:
+            return
+        if kind == "notify":
+            pack.notify_sock = None
+        else:
+            pack.write_sock = None
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        sock.close()
+        path = pack.notify_path if kind == "notify" else pack.write_path
+        if path in self._objects:
+            prop = "NotifyAcquired" if kind == "notify" else "WriteAcquired"
+            self._set(path, CHAR_IFACE, **{prop: Variant("b", False)})
 
     def _ignores(self, pack: _Pack, msg: Message) -> bool:
         """A unit whose firmware drops write-without-response (ATT Write Command) although its characteristic
@@ -1131,10 +1283,8 @@ class FakeBluez:
                 if midframe and i == 1:
                     await self._link_down(pack, "drop mid-frame")
                     return
-                if not pack.notifying:
+                if not self._notify(pack, chunk):
                     break
-                self._set(pack.notify_path, CHAR_IFACE, Value=Variant("ay", chunk))
-                self.stats.notifications += 1
                 await asyncio.sleep(self.timing.chunk_interval)
 
     def _damage(self, pack: _Pack, chunks: list[bytes], now: float) -> list[bytes]:
@@ -1234,9 +1384,8 @@ class FakeBluez:
         back on the notify characteristic byte for byte, and nothing else."""
         self.stats.echoes += 1
         await asyncio.sleep(self.timing.response_delay)
-        if pack.connected and pack.notifying:
-            self._set(pack.notify_path, CHAR_IFACE, Value=Variant("ay", data))
-            self.stats.notifications += 1
+        if pack.connected:
+            self._notify(pack, data)
 
     # ----- physics and timeline ------------------------------------------------------------------
 
@@ -1358,6 +1507,7 @@ async def _serve(args: argparse.Namespace) -> int:
         adapters=args.adapters,
         placement=args.placement,
         connected_at_start=args.connected_at_start,
+        refuse_acquire=args.refuse_acquire,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1426,6 +1576,12 @@ def main(argv: list[str] | None = None) -> int:
         type=_numbers,
         default=(),
         help="packs a previous client left connected, as 1,2,... (no adverts from them)",
+    )
+    parser.add_argument(
+        "--refuse-acquire",
+        type=_numbers,
+        default=(),
+        help="packs whose AcquireNotify/AcquireWrite fail NotSupported, as 1,2,...",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -55,6 +55,11 @@ class PrivateBus:
             raise RuntimeError("dbus-daemon did not print its address")
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id while it runs (benchmarks count its CPU)."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
