@@ -52,6 +52,7 @@ from btbattery.link.machine import (
     build_machine,
 )
 from btbattery.link.transport import GattTransport, Methods, TransportError
+from btbattery.link.transport import not_paired as _not_paired
 from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading, Secret
 from btbattery.protocol import jbd
 from btbattery.protocol.jbd import BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST, HARDWARE_REQUEST
@@ -831,11 +832,6 @@ class PackLink:
     def _log(self, level: int, message: str, *args: object) -> None:
         if log.isEnabledFor(level):
             log.log(level, "pack %d %s [%s] " + message, self.pack, self.address, self.state, *args)
-
-
-def _not_paired(exc: BaseException | None) -> bool:
-    """BlueZ's answer when the unit refused a GATT operation for want of a bond (src/gatt-client.c)."""
-    return getattr(exc, "dbus_error", "") == "org.bluez.Error.NotPermitted" and "paired" in str(exc).lower()
 
 
 async def _disconnect(client: BleakClient) -> None:

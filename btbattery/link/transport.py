@@ -115,7 +115,7 @@ class GattTransport:
                 await self._client.start_notify(self._notify, on_data, bluez={"use_start_notify": False})
                 self.notify_acquired = True
             except Exception as exc:
-                if methods.notify == "acquire" or _not_connected(exc):
+                if methods.notify == "acquire" or _not_connected(exc) or not_paired(exc):
                     raise TransportError(f"AcquireNotify failed: {_describe(exc)}") from exc
                 methods.notify_fell_back(f"BlueZ refused AcquireNotify ({_describe(exc)})")
         elif methods.notify == "acquire":
@@ -218,6 +218,11 @@ def _props(characteristic: BleakGATTCharacteristic) -> dict[str, Any]:
 
 def _props_path(characteristic: BleakGATTCharacteristic) -> str:
     return str(characteristic.obj[0])
+
+
+def not_paired(exc: BaseException | None) -> bool:
+    """BlueZ's answer when the unit refused a GATT operation for want of a bond (src/gatt-client.c)."""
+    return getattr(exc, "dbus_error", "") == "org.bluez.Error.NotPermitted" and "paired" in str(exc).lower()
 
 
 def _not_connected(exc: BaseException) -> bool:

@@ -1462,9 +1462,10 @@ def _request_start(buf: bytearray) -> int:
 
 def _needs_att_response(msg: Message) -> bool:
     """GATT calls that wait for an ATT answer, so that an unpaired unit can refuse them: ReadValue,
-    StartNotify (the CCCD write) and WriteValue of type "request" (src/gatt-client.c). A write command
+    StartNotify and AcquireNotify (both write the CCCD before replying) and WriteValue of type "request"
+    (src/gatt-client.c). A write command (WriteValue "command", a datagram on an AcquireWrite socket)
     returns at once whatever the unit thinks of it."""
-    if msg.member in ("ReadValue", "StartNotify"):
+    if msg.member in ("ReadValue", "StartNotify", "AcquireNotify"):
         return True
     if msg.member != "WriteValue":
         return False

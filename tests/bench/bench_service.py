@@ -170,11 +170,14 @@ async def bench(packs: int, seconds: float, config: Config | None = None) -> dic
             service_args=["--config", str(ini)],
         )
         stack.python, stack.root = config.python, config.root
-        os.chdir(config.root)  # python -m puts the working directory first on sys.path
         async with stack:
             client = await VenusClient.connect(stack.session_address, SERVICE)
             started = time.monotonic()
-            await stack.start_service_process()
+            os.chdir(config.root)  # python -m puts the working directory first on sys.path
+            try:
+                await stack.start_service_process()
+            finally:
+                os.chdir(ROOT)
             assert stack.service is not None and stack.system.pid is not None
             pid, bus_pid = stack.service.pid, stack.system.pid
             await client.wait_for_service(30)
