@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from btbattery.compat import EMPTY_IS_DEFAULT, RETIRED_KEYS, SERIALBATTERY_KEYS, differs
+from btbattery.link.transport import NOTIFY_METHODS, WRITE_METHODS
 from btbattery.model import Secret
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,12 @@ class _Choices:
         return value
 
 
-def _choice(*choices: str) -> _Key:
-    return _Key(_Choices(*choices), ", ".join(choices[:-1]) + " or " + choices[-1])
+def _choice(parse: _Choices) -> _Key:
+    return _Key(parse, ", ".join(parse.choices[:-1]) + " or " + parse.choices[-1])
+
+
+_NOTIFY_METHOD = _Choices(*NOTIFY_METHODS)  # the link's own tables of what it can do
+_WRITE_METHOD = _Choices(*WRITE_METHODS)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -241,8 +246,8 @@ KEYS: dict[str, _Key] = {
         _adapter, "an adapter name like hci0 or its Bluetooth address like 00:1A:7D:DA:71:13"
     ),
     "POLL_INTERVAL": _seconds(0.2, _HOUR),
-    "NOTIFY_METHOD": _choice("auto", "acquire", "start"),
-    "WRITE_METHOD": _choice("auto", "acquire", "write"),
+    "NOTIFY_METHOD": _choice(_NOTIFY_METHOD),
+    "WRITE_METHOD": _choice(_WRITE_METHOD),
     "PUBLISH_INTERVAL": _seconds(0.01, 60),  # replays tick finer than a device should; 1e-9 still pegs a core
     "PACK_STALE_AFTER": _seconds(0.5, _HOUR),
     "PACK_DROPOUT_GRACE": _seconds(0, _HOUR),
@@ -333,11 +338,20 @@ KEYS: dict[str, _Key] = {
     "RECORDER_MAX_FILES": _count("a whole number of files from 1 to 1000", 1, 1000),
 }
 # A passkey is digits, but a secret, not a number.
-_NOT_NUMBERS = (_addresses, _adapter, _absolute_path, _bool, _password, _passkey)
+_NOT_NUMBERS = (
+    _addresses,
+    _adapter,
+    _absolute_path,
+    _bool,
+    _password,
+    _passkey,
+    _NOTIFY_METHOD,
+    _WRITE_METHOD,
+)
 assert all(
     key.bounds is not None and math.isfinite(key.bounds.low) and math.isfinite(key.bounds.high)
     for key in KEYS.values()
-    if key.parse not in _NOT_NUMBERS and not isinstance(key.parse, _Choices)
+    if key.parse not in _NOT_NUMBERS
 ), "every numeric config key needs finite bounds: declare it with _num(low, high, unit) or _nums(...)"
 
 # Command-line options of the service, bounded like the keys (checked in commands/run.py; README lists them).
