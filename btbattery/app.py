@@ -13,9 +13,9 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from btbattery.config import Config
 from btbattery.model import BankState, ChargeLimits, LinkState
@@ -27,6 +27,7 @@ from btbattery.recorder import ErrorTrigger
 if TYPE_CHECKING:
     from btbattery.dbus.recorder import RecorderHost
 
+T = TypeVar("T")
 log = logging.getLogger("btbattery")
 
 EXIT_OK = 0
@@ -287,19 +288,25 @@ class Service:
             )
         )
         watchdog.start()
+        # The publishing bus can go before the service exists (its own watch starts with it): a start-up
+        # wait on a dead bus never ends, so losing it then must end the run too.
+        bus_gone = asyncio.ensure_future(bus.wait_for_disconnect())
+        bus_gone.add_done_callback(lambda f: _on_bus_gone(f, fatal))
         await links.start()
         service = None
         lost: asyncio.Future[BaseException] | None = None
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(cells.all_seen), FIRST_READINGS_WAIT)
-            service = await self._publish_service(bus, cells.cells_per_pack, links.stats)
-            sink.attach(service)
-            lost = asyncio.ensure_future(service.wait_lost())
-            lost.add_done_callback(lambda f: _resolve(fatal, EXIT_FATAL, "the publishing D-Bus connection"))
+            service = await _unless_stopped(self._start_publishing(bus, cells, links), fatal)
+            if service is not None:
+                sink.attach(service)
+                lost = asyncio.ensure_future(service.wait_lost())
+                lost.add_done_callback(
+                    lambda f: _resolve(fatal, EXIT_FATAL, "the publishing D-Bus connection")
+                )
             code = await fatal
         finally:
             watchdog.stop()
+            bus_gone.cancel()
             if lost is not None:
                 lost.cancel()
             for disposable in disposables:
@@ -319,6 +326,12 @@ class Service:
             bus.disconnect()
         log.info("stopped (exit %d)", code)
         return code
+
+    async def _start_publishing(self, bus: Any, cells: FirstReadings, links: Any) -> Any:
+        """Wait (a bounded time) for every pack's first reading so the cell paths exist, then publish."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(cells.all_seen), FIRST_READINGS_WAIT)
+        return await self._publish_service(bus, cells.cells_per_pack, links.stats)
 
     def _recorder(self, bus: Any, loop: asyncio.AbstractEventLoop) -> RecorderHost:
         """The flight recorder and its D-Bus object, before the battery tree claims the bus name."""
@@ -487,6 +500,26 @@ def _lost_what(error: Exception) -> str:
     """A publish that fails on a broken socket is the publishing connection lost, whichever noticed first."""
     broken = isinstance(error, OSError | EOFError)
     return "the publishing D-Bus connection" if broken else "the D-Bus publisher"
+
+
+async def _unless_stopped(work: Awaitable[T], fatal: asyncio.Future[int]) -> T | None:
+    """``work``'s result, or None when a stop came first (a signal, the bus lost): a stop during start-up
+    is obeyed at once, the bus name is never claimed, and a start-up call on a dead bus cannot hold the
+    process forever."""
+    task = asyncio.ensure_future(work)
+    await asyncio.wait({task, fatal}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=1.0)  # let it unwind; a call stuck on a dead socket is left behind
+    return None
+
+
+def _on_bus_gone(done: asyncio.Future[None], fatal: asyncio.Future[int]) -> None:
+    if done.cancelled():
+        return
+    done.exception()  # retrieved: the reason is logged by whoever notices first
+    _resolve(fatal, EXIT_FATAL, "the publishing D-Bus connection")
 
 
 def _resolve(fatal: asyncio.Future[int], code: int, why: object) -> None:

@@ -422,3 +422,47 @@ async def test_losing_the_publishing_bus_exits_non_zero(steady, tmp_path: Path) 
     code = await asyncio.wait_for(stack.service.wait(), 30)
     assert code == 1
     assert "publishing D-Bus connection lost" in (tmp_path / "service.log").read_text()
+
+
+async def _service_in_start_up(stack: SimulatedStack, tmp_path: Path) -> asyncio.subprocess.Process:
+    """The real service with a pack that is not there: it waits for that pack's first reading before it
+    publishes, and the fake BlueZ seeing its scan tells that it is inside that wait."""
+    env = _env()
+    env.update(bus_env(system=stack.system_address))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "btbattery", "-p", "A4:C1:37:E2:00:99",
+        "--config", CONFIG, "--dbus-address", stack.session_address,
+        "--state-file", str(tmp_path / "state.json"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=(tmp_path / "service.log").open("wb"), env=env,
+    )  # fmt: skip
+    for _ in range(300):
+        assert proc.returncode is None, "the service ended during start-up"
+        if (await fake_bluez_stats(stack.system_address))["discovery_starts"] >= 1:
+            return proc
+        await asyncio.sleep(0.1)  # polling the fake's counters, not timing the service
+    raise AssertionError("the service never started to look for its pack")
+
+
+async def test_sigterm_during_start_up_stops_without_ever_claiming_the_name(tmp_path: Path) -> None:
+    async with SimulatedStack(
+        scenario=str(DATA / "scenarios" / "e2e_steady.json"), start_service=False
+    ) as stack:
+        proc = await _service_in_start_up(stack, tmp_path)
+        proc.terminate()
+        code = await asyncio.wait_for(proc.wait(), 30)
+    log = (tmp_path / "service.log").read_text()
+    assert code == 0
+    assert "publishing com.victronenergy" not in log  # the stop was obeyed before the name was claimed
+
+
+async def test_losing_the_publishing_bus_during_start_up_exits_non_zero(tmp_path: Path) -> None:
+    # Seen on this machine: a service whose bus went while it waited for its packs hung in start-up for
+    # half an hour, publishing nothing and deaf to SIGTERM.
+    async with SimulatedStack(
+        scenario=str(DATA / "scenarios" / "e2e_steady.json"), start_service=False
+    ) as stack:
+        proc = await _service_in_start_up(stack, tmp_path)
+        stack.session.stop()
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 1
+    assert "publishing D-Bus connection lost" in (tmp_path / "service.log").read_text()
