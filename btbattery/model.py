@@ -160,6 +160,9 @@ class PackStatus:
     reading: PackReading | None  # last reading, possibly stale
     fresh: bool  # reading younger than the stale age
     active: bool  # counts in the bank (fresh, or stale but still within grace)
+    # The newest cells the pack delivered, when its reading no longer carries them (they aged out: 0x04
+    # stopped answering). Too old to taper on, but a stop they called for stands until fresher cells clear it.
+    last_cells: CellVoltages | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from btbattery.model import (
     CHARGE_BLOCKING,
     DISCHARGE_BLOCKING,
     BankSnapshot,
+    CellVoltages,
     LinkEvent,
     LinkState,
     PackReading,
@@ -36,6 +37,7 @@ class PackFeed:
     link_down_since: float | None = None  # s, first down state after the newest reading
     reason: str = ""  # why the link is down, or the stream's error
     cells_time: float | None = None  # s, when the newest reading's cells arrived (carried ones keep theirs)
+    last_cells: CellVoltages | None = None  # the newest cells the pack delivered, however old
 
 
 def feed_reading(
@@ -46,9 +48,10 @@ def feed_reading(
     A poll that lost its cell register keeps the previous cells while they are at most ``cells_max_age``
     old, so a flaky 0x04 never hides the highest cell from the limits; older cells are dropped, so a 0x04
     that stopped answering cannot hold the taper on a cell level the pack left long ago (the limits then
-    work from the pack's mean cell voltage). A reading taken before the link went down (a held poll flushed
-    on disconnect) updates the values but does not make the pack fresh again: only data from after the
-    outage does.
+    work from the pack's mean cell voltage), but the newest cells are remembered (``last_cells``): a stop
+    they called for outlives their register (:func:`judge_pack`). A reading taken before the link went down
+    (a held poll flushed on disconnect) updates the values but does not make the pack fresh again: only data
+    from after the outage does.
     """
     cells, cells_time = reading.cells, now
     if cells is None:
@@ -58,7 +61,14 @@ def feed_reading(
     down = feed.link_down_since
     leftover = down is not None and reading.time < down
     stamped = PackReading(reading.pack, reading.address, now, reading.info, cells)
-    return replace(feed, reading=stamped, link_down_since=down if leftover else None, cells_time=cells_time)
+    last_cells = reading.cells if reading.cells is not None else feed.last_cells
+    return replace(
+        feed,
+        reading=stamped,
+        link_down_since=down if leftover else None,
+        cells_time=cells_time,
+        last_cells=last_cells,
+    )
 
 
 def feed_link(feed: PackFeed, event: LinkEvent, now: float) -> PackFeed:
@@ -91,12 +101,15 @@ def judge_pack(feed: PackFeed, now: float, stale_after: float, grace: float) -> 
 
     A pack whose 0x04 stopped answering keeps reporting 0x03, but its taper would then rest on the mean cell
     voltage, which hides the highest cell: without cells younger than ``stale_after`` it is stale for the
-    limits (it contributes no current limit), however fresh its 0x03."""
+    limits (it contributes no current limit), however fresh its 0x03. Once its cells have aged out of the
+    reading, its newest cells come along as ``last_cells``: a stop they called for still stands."""
     until = stale_since(feed, stale_after)
     cells_young = feed.cells_time is not None and now < feed.cells_time + stale_after
     fresh = until is not None and now < until and cells_young
     active = until is not None and now < until + grace
-    return PackStatus(feed.pack, feed.address, feed.link_state, feed.reading, fresh, active)
+    aged_out = feed.reading is not None and feed.reading.cells is None
+    last_cells = feed.last_cells if aged_out else None
+    return PackStatus(feed.pack, feed.address, feed.link_state, feed.reading, fresh, active, last_cells)
 
 
 def _cell_extremes(statuses: Sequence[PackStatus]) -> tuple[float, str, float, str] | None:

@@ -82,7 +82,11 @@ RULES: tuple[tuple[str, str], ...] = (
         "Any active pack with a cell at or above CELL_OVERVOLTAGE or reporting cell/pack over-voltage or "
         "a charge temperature protection sets the CCL to 0 for the whole bank; likewise CELL_UNDERVOLTAGE "
         "and the discharge protections for the DCL. A temperature protection from a pack whose sensor is "
-        "judged faulty stops only that pack.",
+        "judged faulty stops only that pack. A pack whose cells aged out (0x04 stopped answering, 0x03 still "
+        "comes) keeps the verdict of its newest cells: if they stopped charging (a cell at or above "
+        "CELL_OVERVOLTAGE, or the cell-voltage taper at 0) the CCL stays 0 until fresh cells clear it, and "
+        "the current recovery applies from there; likewise the DCL. A pack whose last cells were fine is "
+        "only stale (Dropout).",
     ),
     (
         "Dropout",
@@ -332,7 +336,25 @@ def _stop_reason(
             return f"pack {status.pack} cell over-voltage {cells[1]:.3f} V"
         if side.sign < 0 and cells[0] <= cfg.cell_undervoltage:
             return f"pack {status.pack} cell under-voltage {cells[0]:.3f} V"
+        held = _last_cells_stop(status, side, cfg)
+        if held is not None:
+            return held
     return None
+
+
+def _last_cells_stop(status: PackStatus, side: _Side, cfg: Config) -> str | None:
+    """A stop the pack's newest cells called for, once they have aged out (0x04 stopped answering, 0x03
+    still comes): the cells were last seen at the stop threshold, or where the taper allows the pack nothing,
+    and nothing fresher says they came back. Without it the stale pack would give only its own share (0) and
+    the other packs would charge it along with them. A pack whose last cells were fine is merely stale."""
+    if status.last_cells is None or not status.last_cells.voltages:
+        return None
+    voltages = status.last_cells.voltages
+    cell = max(voltages) if side.sign > 0 else min(voltages)
+    stop = cell >= cfg.cell_overvoltage if side.sign > 0 else cell <= cfg.cell_undervoltage
+    if not stop and _interpolate_ascending(cell, side.cell_points, side.cell_fractions) > 0:
+        return None
+    return f"pack {status.pack} {side.name} stopped by cell {cell:.3f} V, cells stale"
 
 
 def shares(fresh: Sequence[PackStatus], side: _Side, min_bank_current: float) -> dict[int, float] | None:

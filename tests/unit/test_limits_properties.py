@@ -87,16 +87,30 @@ def check_known_shares(snapshot, specs, config, limits) -> None:
                 assert close_enough(estimated, own(by_number[status.pack])), (status.pack, estimated)
 
 
+def last_cells_of(status):
+    """The newest cells of a pack whose cells aged out (nothing when its reading still carries cells)."""
+    return status.last_cells.voltages if status.last_cells is not None else ()
+
+
 def check_cell_voltage_stops(snapshot, specs, config, limits) -> None:
+    """A cell at a stop threshold stops that direction, also when it is the newest cell of a pack whose 0x04
+    stopped answering (no fresher cells cleared it), and so does a taper at 0 on such a pack's last cells."""
     over = any(
-        s.reading.info.protection & Protection.CELL_OVERVOLTAGE or max(cells_of(s)) >= config.cell_overvoltage
+        s.reading.info.protection & Protection.CELL_OVERVOLTAGE
+        or max(cells_of(s)) >= config.cell_overvoltage
+        or max(last_cells_of(s), default=0.0) >= config.cell_overvoltage
+        or interpolate(max(last_cells_of(s), default=0.0), config.cell_voltages_while_charging,
+                       config.max_charge_current_cv_fraction) == 0
         for s in active(snapshot)
-    )
+    )  # fmt: skip
     under = any(
         s.reading.info.protection & Protection.CELL_UNDERVOLTAGE
         or min(cells_of(s)) <= config.cell_undervoltage
+        or min(last_cells_of(s), default=9.0) <= config.cell_undervoltage
+        or interpolate(min(last_cells_of(s), default=9.0), config.cell_voltages_while_discharging,
+                       config.max_discharge_current_cv_fraction) == 0
         for s in active(snapshot)
-    )
+    )  # fmt: skip
     if over:
         assert limits.charge_current == 0
     if under:
@@ -201,6 +215,8 @@ def coverage_tags(snapshot, limits) -> set[str]:
         tags.add("over-voltage")
     if any(not s.fresh and s.active for s in snapshot.packs):
         tags.add("stale")
+    if any(max(last_cells_of(s), default=0.0) >= CONFIG.cell_overvoltage for s in active(snapshot)):
+        tags.add("stale cells stop")
     if any(" above " in r for r in limits.reasons):
         tags.add("penalty")
     if any("cells unknown" in r for r in limits.reasons):
@@ -233,6 +249,7 @@ def test_invariants_hold_for_generated_banks() -> None:
         "big bank",
         "penalty",
         "cells unknown",
+        "stale cells stop",
     }
 
 
@@ -335,7 +352,10 @@ def test_a_dropout_inside_the_grace_keeps_a_dcl_when_the_last_cells_were_safe(ba
             *(interpolate(t, CONFIG.temperatures_while_discharging, CONFIG.max_discharge_current_t_fraction)
               for t in temps),
         ]  # fmt: skip
-        return min(fractions) > 0
+        # (a denormal limit times the dropout fraction underflows to 0: that is no limit left to keep)
+        own = by_number[status.pack].discharge_limit
+        kept = own * min(fractions) * CONFIG.pack_dropout_discharge_fraction
+        return min(fractions) > 0 and kept > 0
 
     if not all(safe(s) for s in active(snapshot)):
         return
