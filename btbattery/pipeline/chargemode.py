@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from btbattery.config import Config, soc_reset_cell_limit
 from btbattery.model import BankSnapshot, PackStatus
-from btbattery.pipeline.limits import VoltageTarget
+from btbattery.pipeline.limits import CELL_LIMIT_HYSTERESIS, VoltageTarget
 
 # V/s of bank voltage: how fast the CVL moves down to float (serialbattery uses the same step).
 FLOAT_TRANSITION_RATE = 0.001
@@ -49,6 +49,7 @@ class ChargeState:
     float_from: float | None = None  # float: the per-cell voltage the transition starts from
     last_soc_reset: float | None = None  # when a SoC reset charge last reached float (None: count from now)
     reason: str = ""  # why the last transition happened
+    cells_high: bool = False  # a cell went above the cell limit and is not CELL_LIMIT_HYSTERESIS below it yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,21 @@ def _track_balance(state: ChargeState, view: _View, cfg: Config, now: float) -> 
 
 def step(state: ChargeState, snapshot: BankSnapshot, cfg: Config, now: float) -> ChargeState:
     """The state after this tick."""
+    return _track_cells_high(_step_mode(state, snapshot, cfg, now), snapshot, cfg, now)
+
+
+def _track_cells_high(state: ChargeState, snapshot: BankSnapshot, cfg: Config, now: float) -> ChargeState:
+    """Whether the cells hold the CVL, with CELL_LIMIT_HYSTERESIS: set by any active pack's cell above the
+    mode's cell limit, cleared once the highest is that far below it (no cells known: unchanged)."""
+    highest = snapshot.max_cell_voltage
+    if highest is None:
+        return state
+    limit = voltage_target(state, cfg, snapshot.cells_per_pack, now).cell_limit
+    high = highest > limit or (state.cells_high and highest > limit - CELL_LIMIT_HYSTERESIS)
+    return state if high == state.cells_high else replace(state, cells_high=high)
+
+
+def _step_mode(state: ChargeState, snapshot: BankSnapshot, cfg: Config, now: float) -> ChargeState:
     if state.last_soc_reset is None:  # the first reset is due SOC_RESET_AFTER_DAYS after the first start
         state = replace(state, last_soc_reset=now)
     if state.since is None:
@@ -201,12 +217,12 @@ def voltage_target(state: ChargeState, cfg: Config, cells: int | None, now: floa
     due = _soc_reset_due(state, cfg, now)
     charge = _charge_cell_voltage(cfg, due)
     if state.mode is not Mode.FLOAT:
-        return VoltageTarget(charge, charge, due)
+        return VoltageTarget(charge, charge, due, state.cells_high)
     start = state.float_from if state.float_from is not None else cfg.float_cell_voltage
     elapsed = max(0.0, now - (state.since if state.since is not None else now))
     per_cell_rate = FLOAT_TRANSITION_RATE / cells if cells else math.inf
     cell_voltage = max(cfg.float_cell_voltage, start - per_cell_rate * elapsed)
-    return VoltageTarget(cell_voltage, cfg.max_cell_voltage, False)
+    return VoltageTarget(cell_voltage, cfg.max_cell_voltage, False, state.cells_high)
 
 
 def describe(state: ChargeState, cfg: Config, cells: int | None, now: float) -> str:

@@ -24,6 +24,12 @@ from btbattery.model import (
 )
 from btbattery.pipeline.sensors import PackTemperatures, judge_temperatures, sensor_roles
 
+# V per cell: once a cell has gone above the cell limit, the cells hold the CVL until the highest cell is this
+# far below it (the charge mode keeps that state). The penalty method keeps the highest cell at the limit,
+# where the BMS's 1 mV steps read it a count above one poll and at it the next: without a margin "CVL held by
+# the cells" (and the restart of the CVL's recovery hold) would flip every tick.
+CELL_LIMIT_HYSTERESIS = 0.005
+
 # The policy, one entry per rule, in the order applied: (name, what it does). The README's "Charge limits"
 # section is generated from this table, so the documentation is the code's own account.
 RULES: tuple[tuple[str, str], ...] = (
@@ -115,8 +121,11 @@ RULES: tuple[tuple[str, str], ...] = (
     ),
     (
         "CVL recovery",
-        "The CVL does not rise while a cell holds it down (penalty method, cells unknown); after that, and "
-        "after any fall, it holds CVL_RECOVERY_HOLD_SEC, then rises at most CVL_RECOVERY_RATE_V_PER_SEC.",
+        "The CVL does not rise while a cell holds it down (penalty method, cells unknown). A cell that went "
+        f"above the cell limit holds it until the highest cell is {CELL_LIMIT_HYSTERESIS} V below the limit, "
+        "so a cell reading 3.451 V and 3.450 V by turns does not flip '(CVL held by the cells)' in "
+        "/Info/ChargeMode. After that, and after any fall, the CVL holds CVL_RECOVERY_HOLD_SEC, then rises "
+        "at most CVL_RECOVERY_RATE_V_PER_SEC.",
     ),
     (
         "Current recovery",
@@ -456,11 +465,14 @@ def side_limit(
 @dataclass(frozen=True, slots=True)
 class VoltageTarget:
     """What the charge mode asks of the CVL: the cell voltage it aims at, the cell limit the penalty method
-    holds every cell to, and whether a SoC reset charge is under way (it overrides the imbalance step)."""
+    holds every cell to, whether a SoC reset charge is under way (it overrides the imbalance step), and
+    whether a cell went above the cell limit and has not fallen clearly below it yet (the hysteresis the
+    charge mode keeps: the cells still hold the CVL)."""
 
     cell_voltage: float
     cell_limit: float
     soc_reset: bool = False
+    cells_high: bool = False
 
 
 def bulk_target(cfg: Config) -> VoltageTarget:
@@ -497,7 +509,7 @@ def charge_voltage(
         reasons.append("voltage imbalance" if imbalance.voltage else "soc imbalance")
     active = [s for s in snapshot.packs if s.active and s.reading is not None]
     bank_voltage = measured_voltage(active)
-    by_cells = False
+    by_cells = target.cells_high
     for status in active:
         assert status.reading is not None
         if not _cells_known(status):

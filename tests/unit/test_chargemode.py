@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from test_pipeline_pure import CONFIG, specs, status
+from test_plausibility import reading
+from test_plausibility import run as run_pipeline
 
 from btbattery.model import ImbalanceStatus
 from btbattery.pipeline import chargemode
 from btbattery.pipeline.aggregate import aggregate
 from btbattery.pipeline.chargemode import ChargeState, Mode
-from btbattery.pipeline.limits import target_limits
+from btbattery.pipeline.limits import CELL_LIMIT_HYSTERESIS, target_limits
 from btbattery.pipeline.sensors import judge_temperatures, sensor_roles
 
 FULL = (3.45, 3.452, 3.448, 3.451)  # 4S at the absorption voltage, 4 mV apart: balanced
@@ -143,3 +146,21 @@ def test_a_short_run_writes_no_state_file_a_long_one_keeps_its_reference() -> No
     assert len(saved) == 1 and saved[0][0].last_soc_reset == 1.0
     cycle._step_charge_mode(bank(FULL, FULL), FIRST_SAVE_AFTER + 1)
     assert len(saved) == 2 and saved[1][0].mode is Mode.ABSORPTION
+
+
+def test_cells_hovering_at_the_limit_do_not_flip_the_cvl_held_text() -> None:
+    """The penalty method holds the highest cell at MAX_CELL_VOLTAGE, where it reads 3.451 V one poll and
+    3.450 V the next. Before, /Info/ChargeMode flipped with it every tick ("Bulk (CVL held by the cells)" /
+    "Bulk"); now the cells hold the CVL until the highest cell is CELL_LIMIT_HYSTERESIS below the limit."""
+    limit = CONFIG.max_cell_voltage
+    hover = {
+        t: reading(1, t + 0.4, cells=(3.30,) * 15 + (round(limit + 0.001 * (t % 2 == 0), 3),))
+        for t in range(10, 40)
+    }
+    below = (3.30,) * 15 + (limit - CELL_LIMIT_HYSTERESIS,)
+    settled = {t: reading(1, t + 0.4, cells=below) for t in range(40, 80)}
+    states, _ = run_pipeline([hover | settled], 81.0)
+    held = [states[float(t)].charge_mode.endswith("(CVL held by the cells)") for t in range(11, 81)]
+    assert held == [True] * 30 + [False] * 40
+    cvls = [states[float(t)].limits.charge_voltage for t in range(11, 41)]
+    assert all(later <= earlier for earlier, later in itertools.pairwise(cvls))  # never rises meanwhile
