@@ -154,6 +154,7 @@ class AdapterPort:
         self._cycle: asyncio.Task[bool] | None = None
         self._cycles: list[float] = []
         self.power_cycles = 0
+        self.cycles_finished = 0  # power cycles ended, well or not: a view older than the last one is stale
 
     @property
     def adapter(self) -> str | None:
@@ -188,8 +189,15 @@ class AdapterPort:
         self._cycles = [t for t in self._cycles if t > hour_ago]
         return len(self._cycles) < self.POWER_CYCLES_PER_HOUR
 
-    async def power_cycle(self) -> bool:
-        """Power the adapter off and on, once for all packs asking together; True when it came back."""
+    async def power_cycle(self, seen: int | None = None) -> bool:
+        """Power the adapter off and on, once for all packs asking together; True when it came back.
+
+        ``seen``: :attr:`cycles_finished` when the caller asked BlueZ and found the adapter unpowered. A cycle
+        that ended since then answered what it saw (a pack whose view came back just before another pack's
+        cycle powered the adapter on would otherwise cycle it again, and the second cycle's off makes the
+        first pack's next view unpowered: a cascade). True then, without a cycle: look again."""
+        if seen is not None and self.cycles_finished > seen:
+            return True
         if self._cycle is None or self._cycle.done():
             self._cycles.append(time.monotonic())
             self._cycle = asyncio.get_running_loop().create_task(self._power_cycle())
@@ -210,6 +218,8 @@ class AdapterPort:
         except BluezError as exc:
             log.warning("power cycle of %s failed: %s", name, exc)
             return False
+        finally:
+            self.cycles_finished += 1
         self.power_cycles += 1
         powered = adapter is not None and adapter.powered
         level = logging.INFO if powered else logging.WARNING
@@ -310,6 +320,7 @@ class PackLink:
         self._failure_kind = ""
         self._same_failures = 0
         self._forget_due = False
+        self._unpowered_seen = 0  # the port's cycles_finished when this link last found it unpowered
         self._closing = False
         self._machine = build_machine(self, self.config.timeouts, self.config.backoff, f"pack{pack}")
 
@@ -436,6 +447,7 @@ class PackLink:
         so waiting for one after our own restart would wait forever)."""
         await self._finish_teardown()
         port, bluez = self.port, self.port.bluez
+        cycles_before = port.cycles_finished  # taken before asking: BlueZ's answer is at least this new
         try:
             name = port.adapter or await port.resolve()
             view = await bluez.view()
@@ -447,6 +459,7 @@ class PackLink:
         name = adapter.name
         if not adapter.powered:
             if port.may_power_cycle():
+                self._unpowered_seen = cycles_before
                 return "wedged"
             raise _LinkDown(f"{name} not powered and power-cycled too often already")
         device = view.device(name, self.address)
@@ -586,7 +599,7 @@ class PackLink:
 
     async def _reset(self) -> str:
         await self._finish_teardown()
-        if not await self.port.power_cycle():
+        if not await self.port.power_cycle(self._unpowered_seen):
             raise _LinkDown("adapter power cycle did not bring it back")
         return "reset"
 

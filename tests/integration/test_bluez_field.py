@@ -13,10 +13,12 @@ import asyncio
 import dataclasses
 
 import pytest
-from linkharness import FAST_LINK, FAST_RADIO, POLL, LinkRig
+from linkharness import FAST_LINK, FAST_RADIO, POLL, LinkRig, scenario
 
 from btbattery.link.machine import Backoff
+from btbattery.link.pack_link import AdapterPort
 from btbattery.model import LinkState
+from btbattery.sim.bluez import FakeBluez
 
 pytestmark = pytest.mark.usefixtures("system_bus")
 
@@ -172,6 +174,35 @@ async def test_a_wedged_adapter_is_power_cycled_once() -> None:
         assert rig.fake.stats.power_cycles == 1
         assert rig.manager is not None and rig.manager.port.power_cycles == 1
         assert any(e.state == LinkState.RESETTING for e in rec.events)
+
+
+async def test_a_view_from_before_anothers_power_cycle_does_not_cycle_the_adapter_again() -> None:
+    # The race behind the test above drawing 2 power cycles under load (1 run in 20): pack 2 asked BlueZ
+    # while the adapter was wedged, pack 1 power-cycled it, then pack 2 asked for a cycle of its own on its
+    # old view; that second cycle's off made pack 1's next view unpowered too. Here the two packs' steps are
+    # taken in that order on purpose, through the real AdapterPort against the fake BlueZ.
+    fake = FakeBluez(scenario(2), timing=FAST_RADIO)
+    await fake.start()
+    try:
+        fake.inject(1, "wedge", 600.0)
+        await fake.wait_until(lambda f: not f.adapters["hci0"].powered, 5.0)
+        port = AdapterPort(None)
+        name = await port.resolve()
+        seen = port.cycles_finished  # both packs look before anyone cycles
+        assert not (await port.bluez.view()).adapters[name].powered
+        assert await port.power_cycle(seen)  # pack 1: off and on, back
+        assert await port.power_cycle(seen)  # pack 2, on its older view: look again, no second cycle
+        assert fake.stats.power_cycles == 1 and port.power_cycles == 1
+        assert (await port.bluez.view()).adapters[name].powered
+        # A view taken after that cycle that still finds the adapter wedged is news: it is cycled again.
+        fake.inject(1, "wedge", 600.0)
+        await fake.wait_until(lambda f: not f.adapters["hci0"].powered, 5.0)
+        seen = port.cycles_finished
+        assert not (await port.bluez.view()).adapters[name].powered
+        assert await port.power_cycle(seen)
+        assert fake.stats.power_cycles == 2
+    finally:
+        await fake.stop()
 
 
 async def test_adapter_chosen_by_address_when_hci_numbers_swapped() -> None:
