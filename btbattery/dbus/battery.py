@@ -435,6 +435,8 @@ class BatteryService:
         self._store = CustomNameStore(custom_name_store)
         # pack number -> (voltage path, balance path) per cell published so far; built once, not per tick
         self._cell_paths: dict[int, list[tuple[str, str]]] = {}
+        # per pack: (cells, balance bits, cell paths) as last written, so a tick writes only what moved
+        self._cells_shown: dict[int, tuple[tuple[float, ...], int | None, int]] = {}
         # pack number -> (path, how its value comes about) for every per-pack path, likewise
         self._pack_paths: dict[int, list[tuple[str, Callable[[PackFacts], Any]]]] = {}
         self.tree = BusItemTree(bus)
@@ -537,7 +539,16 @@ class BatteryService:
         self._ensure_cells(pack.pack, count or 0)
         bits = info.balance_bits if info else None
         count = len(cells)
-        for index, (voltage_path, balance_path) in enumerate(self._cell_paths[pack.pack]):
+        paths = self._cell_paths[pack.pack]
+        shown, self._cells_shown[pack.pack] = self._cells_shown.get(pack.pack), (cells, bits, len(paths))
+        if shown is not None and shown[1] == bits and len(shown[0]) == count and shown[2] == len(paths):
+            # Same cells and balancers as last tick: only the voltages that moved (a few of 16 at 1 Hz).
+            # paths may be fewer than cells (sized by the smaller of 0x03 and 0x04 counts)
+            for (voltage_path, _), voltage, before in zip(paths, cells, shown[0], strict=False):
+                if voltage != before:
+                    values[voltage_path] = voltage
+            return
+        for index, (voltage_path, balance_path) in enumerate(paths):
             if index < count:
                 values[voltage_path] = cells[index]
                 values[balance_path] = None if bits is None else bits >> index & 1

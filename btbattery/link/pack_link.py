@@ -34,7 +34,7 @@ from reactivex.subject import Subject
 
 from btbattery.link.answers import AnswerWindow
 from btbattery.link.bluez import Adapter, BluezError, BluezHousekeeper, describe_adapters, resolve_adapter
-from btbattery.link.clock import PollClock
+from btbattery.link.clock import PollClock, scheduler_seconds
 from btbattery.link.machine import (
     AUTHENTICATING,
     BACKOFF,
@@ -313,7 +313,8 @@ class PackLink:
         self._learned_with_response: bool | None = None  # the write type this unit answered last
         self._answered = False  # this connection has had an answer
         self._switched_write_type = False
-        self._answer = asyncio.Event()
+        # The request in flight's answer: True when a frame completes, False when the timer ran out first.
+        self._answer: asyncio.Future[bool] | None = None
         self._request_time = 0.0
         self._timeouts_in_row = 0
         self._fresh_connection = False
@@ -639,14 +640,21 @@ class PackLink:
         transport = self._transport
         assert transport is not None
         self._request_time = self._now()
-        self._answer.clear()
         self.answers.sent(self._request_time)  # unanswered until the answer comes
-        await self._write(request)
+        loop = asyncio.get_running_loop()
+        # A future the notification callback resolves and one timer: no task, Event or timeout context per
+        # request (on a small CPU each costs more than decoding the answer).
+        answer = self._answer = loop.create_future()
         try:
-            # asyncio.timeout, not wait_for: no extra task per request on a small CPU.
-            async with asyncio.timeout(self.config.timeouts.request):
-                await self._answer.wait()
-        except TimeoutError:
+            await self._write(request)  # the answer may come before a WriteValue's reply does
+            timer = loop.call_later(self.config.timeouts.request, _no_answer, answer)
+            try:
+                answered = await answer
+            finally:
+                timer.cancel()
+        finally:
+            self._answer = None
+        if not answered:
             self._timeouts_in_row += 1
             self._flush()
             if self._echoes and self._fresh_connection:  # our own bytes came back: no need to wait more
@@ -765,7 +773,9 @@ class PackLink:
         for reading in self.decoder.feed(data, self._request_time):
             self._publish(reading)
         if assembler.frames != frames:
-            self._answer.set()
+            answer = self._answer
+            if answer is not None and not answer.done():
+                answer.set_result(True)
 
     def _on_handshake(self, answer: jbd.AuthFrame | None) -> None:
         """An FF AA answer (None: an echo) for whoever waits in the handshake or the lock probe."""
@@ -837,7 +847,7 @@ class PackLink:
 
     def _now(self) -> float:
         assert self.scheduler is not None, "a link needs a scheduler before it starts"
-        return self.scheduler.to_seconds(self.scheduler.now)
+        return scheduler_seconds(self.scheduler)
 
     def _log_text(self, level: int, text: str) -> None:
         self._log(level, "%s", text)
@@ -845,6 +855,11 @@ class PackLink:
     def _log(self, level: int, message: str, *args: object) -> None:
         if log.isEnabledFor(level):
             log.log(level, "pack %d %s [%s] " + message, self.pack, self.address, self.state, *args)
+
+
+def _no_answer(answer: asyncio.Future[bool]) -> None:
+    if not answer.done():
+        answer.set_result(False)
 
 
 async def _disconnect(client: BleakClient) -> None:

@@ -4,10 +4,14 @@ Kept apart from the link's lifecycle: the link only opens a transport on a fresh
 requests, and closes it. Where BlueZ grants them, notifications and requests go through sockets instead of
 D-Bus messages (a GX's system bus daemon then routes nothing per poll, and we unmarshal nothing):
 
-- notifications: ``AcquireNotify`` through bleak's own ``bluez={"use_start_notify": False}``; StartNotify
-  when BlueZ refuses (or the characteristic has no ``NotifyAcquired``);
-- requests: ``AcquireWrite``, which bleak has no API for, called on our own system-bus connection on the
-  characteristic's object path (``BleakGATTCharacteristic.obj[0]`` on BlueZ, public); WriteValue otherwise.
+- notifications: ``AcquireNotify``; StartNotify (bleak's) when BlueZ refuses, or the characteristic has no
+  ``NotifyAcquired``;
+- requests: ``AcquireWrite``; WriteValue (bleak's) otherwise.
+
+Both acquires are called on our own system-bus connection (it must pass unix fds) on the characteristic's
+object path (``BleakGATTCharacteristic.obj[0]`` on BlueZ, public): bleak has no API for AcquireWrite, and its
+AcquireNotify reader reads one datagram per loop wake-up, while a JBD answer is 2-4 notifications that
+BlueZ often queues together. Ours takes every datagram waiting in one wake-up.
 
 :class:`Methods` is the pack's choice; a way that fails is dropped for the rest of the run.
 """
@@ -39,6 +43,14 @@ CHAR_IFACE = "org.bluez.GattCharacteristic1"
 
 class TransportError(Exception):
     """The unit cannot be talked to on this connection; the message says why."""
+
+
+class BluezRefused(TransportError):
+    """BlueZ answered an acquire with an error; ``dbus_error`` is its name (as bleak's BleakDBusError has)."""
+
+    def __init__(self, dbus_error: str, text: str) -> None:
+        super().__init__(f"{dbus_error}: {text}" if text else dbus_error)
+        self.dbus_error = dbus_error
 
 
 @dataclass(slots=True)
@@ -73,9 +85,10 @@ class GattTransport:
         # Write-without-response when the unit offers it: the BMS answers on the notify characteristic
         # anyway, so an ATT acknowledgement only costs airtime.
         self._with_response = "write-without-response" not in write.properties
-        self.notify_acquired = False  # notifications come through an AcquireNotify socket
+        self._notify_socket: NotifySocket | None = None  # the AcquireNotify socket, once acquired
         self._write_sock: socket.socket | None = None  # the AcquireWrite socket, while we hold one
         self._write_mtu = 23
+        self.notify_acquired = False  # notifications came through an AcquireNotify socket on this link
 
     @property
     def write_acquired(self) -> bool:
@@ -112,8 +125,7 @@ class GattTransport:
     async def _subscribe(self, on_data: Callable[[object, bytearray], None], methods: Methods) -> None:
         if methods.notify != "start" and "NotifyAcquired" in _props(self._notify):
             try:
-                await self._client.start_notify(self._notify, on_data, bluez={"use_start_notify": False})
-                self.notify_acquired = True
+                await self._acquire_notify(on_data)
             except Exception as exc:
                 if methods.notify == "acquire" or _not_connected(exc) or not_paired(exc):
                     raise TransportError(f"AcquireNotify failed: {_describe(exc)}") from exc
@@ -133,30 +145,18 @@ class GattTransport:
                     raise TransportError(f"AcquireWrite failed: {_describe(exc)}") from exc
                 methods.write_fell_back(f"BlueZ refused AcquireWrite ({_describe(exc)})")
 
-    async def _acquire_write(self) -> None:
-        from dbus_fast import Message
+    async def _acquire_notify(self, on_data: Callable[[object, bytes], None]) -> None:
+        sock, _mtu = await _acquire(self._notify, "AcquireNotify")
+        self._notify_socket = NotifySocket(sock, on_data, self._notify)
+        self.notify_acquired = True
 
-        bus = await _socket_bus()
-        reply = await bus.call(
-            Message(
-                destination="org.bluez",
-                path=_props_path(self._write),
-                interface=CHAR_IFACE,
-                member="AcquireWrite",
-                signature="a{sv}",
-                body=[{}],
-            )
-        )
-        assert reply is not None
-        if reply.error_name:
-            for fd in reply.unix_fds:
-                with contextlib.suppress(OSError):
-                    socket.close(fd)
-            raise TransportError(f"{reply.error_name}: {reply.body[0] if reply.body else ''}")
-        index, mtu = reply.body
-        sock = socket.socket(fileno=reply.unix_fds[index])
-        sock.setblocking(False)
-        self._write_sock, self._write_mtu = sock, int(mtu)
+    def _release_notify(self) -> None:
+        if self._notify_socket is not None:
+            self._notify_socket.close()
+
+    async def _acquire_write(self) -> None:
+        sock, mtu = await _acquire(self._write, "AcquireWrite")
+        self._write_sock, self._write_mtu = sock, mtu
         # BlueZ closes its end when the link goes: readable with nothing to read.
         asyncio.get_running_loop().add_reader(sock.fileno(), self._write_socket_readable)
 
@@ -195,7 +195,9 @@ class GattTransport:
     async def close(self) -> None:
         """Give the sockets back and stop notifications (the caller bounds the time and disconnects)."""
         self._release_write()
-        if self._client.is_connected:
+        if self.notify_acquired:
+            self._release_notify()
+        elif self._client.is_connected:
             await self._client.stop_notify(self._notify)
 
 
@@ -208,6 +210,91 @@ def jbd_characteristics(
         if notify is not None and write is not None:
             return notify, write
     return None
+
+
+# One ATT value per datagram; 512 bytes is the longest attribute value (Core spec Vol 3 Part F 3.2.9), so no
+# notification is ever cut short, whatever MTU the link negotiated.
+NOTIFY_READ_SIZE = 512
+
+
+class NotifySocket:
+    """Our end of an AcquireNotify socket: one datagram per ATT notification, each handed to
+    ``deliver(sender, data)`` as bleak hands notifications over (``sender``: the characteristic).
+
+    When the socket wakes the loop, every datagram waiting is read before it sleeps again. BlueZ closing
+    its end (the link went, or it gave up on the unit) reads as an empty datagram: the socket is closed,
+    and the link's silence handling takes over as with a unit that stops answering. ``wakeups`` and
+    ``datagrams`` count what it did (the benchmark and the tests read them)."""
+
+    __slots__ = ("_deliver", "_sender", "_sock", "datagrams", "wakeups")
+
+    def __init__(
+        self, sock: socket.socket, deliver: Callable[[Any, bytes], None], sender: object = None
+    ) -> None:
+        self._sock: socket.socket | None = sock
+        self._deliver = deliver
+        self._sender = sender
+        self.wakeups = 0
+        self.datagrams = 0
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    @property
+    def open(self) -> bool:
+        return self._sock is not None
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        self.wakeups += 1
+        recv, deliver, sender = sock.recv, self._deliver, self._sender
+        while True:
+            try:
+                data = recv(NOTIFY_READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            self.datagrams += 1
+            deliver(sender, data)
+
+    def close(self) -> None:
+        """Stop reading and close our end; BlueZ then releases the acquire (src/gatt-client.c sock_hup)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+
+
+async def _acquire(characteristic: BleakGATTCharacteristic, member: str) -> tuple[socket.socket, int]:
+    """AcquireNotify / AcquireWrite on our own connection: (our non-blocking end of BlueZ's socket, MTU)."""
+    from dbus_fast import Message
+
+    bus = await _socket_bus()
+    reply = await bus.call(
+        Message(
+            destination="org.bluez",
+            path=_props_path(characteristic),
+            interface=CHAR_IFACE,
+            member=member,
+            signature="a{sv}",
+            body=[{}],
+        )
+    )
+    assert reply is not None
+    if reply.error_name:
+        for fd in reply.unix_fds:
+            with contextlib.suppress(OSError):
+                socket.close(fd)
+        raise BluezRefused(reply.error_name, str(reply.body[0]) if reply.body else "")
+    index, mtu = reply.body
+    sock = socket.socket(fileno=reply.unix_fds[index])
+    sock.setblocking(False)
+    return sock, int(mtu)
 
 
 def _props(characteristic: BleakGATTCharacteristic) -> dict[str, Any]:

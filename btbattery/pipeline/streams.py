@@ -64,12 +64,17 @@ def loop_scheduler(loop: asyncio.AbstractEventLoop) -> SchedulerBase:
         def now(self) -> datetime.datetime:
             return self.to_datetime(loop.time())
 
+        seconds = staticmethod(loop.time)  # now, in seconds: see link.clock.scheduler_seconds
+
     return LoopClockScheduler(loop)
 
 
 def clock(scheduler: SchedulerBase) -> Callable[[], float]:
     """Seconds on the scheduler's clock (virtual under Historical/TestScheduler, real under asyncio)."""
-    return lambda: scheduler.to_seconds(scheduler.now)  # the same reckoning the link stamps readings with
+    seconds = getattr(scheduler, "seconds", None)
+    if seconds is not None:
+        return seconds  # the same clock the link stamps readings with (link.clock.scheduler_seconds)
+    return lambda: scheduler.to_seconds(scheduler.now)
 
 
 def pack_feed(

@@ -205,6 +205,48 @@ async def test_one_cell_change_is_one_path(start_service: ServiceFactory, client
     assert set(changed) == {"/Voltages/Cell2_3", "/Voltages/Sum", "/Parallel/Battery2/MaxCellVoltage"}
 
 
+def _with_pack_reading(state, pack: int, **changes):
+    """``state`` with pack ``pack``'s reading changed: ``voltages=`` for its cells, ``info=`` fields."""
+    packs = list(state.snapshot.packs)
+    reading = packs[pack - 1].reading
+    if "voltages" in changes:
+        cells = dataclasses.replace(reading.cells, voltages=tuple(changes.pop("voltages")))
+        reading = dataclasses.replace(reading, cells=cells)
+    if changes:
+        reading = dataclasses.replace(reading, info=dataclasses.replace(reading.info, **changes))
+    packs[pack - 1] = dataclasses.replace(packs[pack - 1], reading=reading)
+    return with_snapshot(state, packs=tuple(packs))
+
+
+async def test_cell_paths_follow_a_shorter_reading_balancers_and_back(
+    start_service: ServiceFactory, client: MessageBus
+) -> None:
+    """Only moved cells are written each tick; a reading with fewer cells, balancers that change alone,
+    and the cells coming back must still reach the bus (each through the same door Venus reads)."""
+    service = await start_service(packs=2, cells_per_pack=4)
+    listener = await SignalListener(client, SERVICE_NAME).start()
+    state = bank_state(2, 4)
+    service.publish(state)
+    await listener.next_items_changed()
+    full = state.snapshot.packs[1].reading.cells.voltages
+
+    service.publish(_with_pack_reading(state, 2, voltages=full[:3]))
+    changed = await listener.next_items_changed()
+    assert changed["/Voltages/Cell2_4"]["Value"].signature == "ai"  # unknown, not its old value
+    assert changed["/Balances/Cell2_4"]["Value"].signature == "ai"
+
+    service.publish(_with_pack_reading(state, 2, balance_bits=0b010))  # all 4 cells again, new balancers
+    changed = await listener.next_items_changed()
+    assert changed["/Voltages/Cell2_4"]["Value"].value == full[3]
+    assert [changed[f"/Balances/Cell2_{c}"]["Value"].value for c in (1, 2, 3)] == [0, 1, 0]
+
+    service.publish(_with_pack_reading(state, 2, balance_bits=0b011))  # balancers alone
+    changed = await listener.next_items_changed()
+    assert {p for p in changed if "Cell2_" in p} == {"/Balances/Cell2_1"}
+    items = await get_items(client, SERVICE_NAME)
+    assert [items[f"/Voltages/Cell2_{c}"]["Value"].value for c in (1, 2, 3, 4)] == list(full)
+
+
 async def test_offline_bank_is_invalid_except_currents_zero_and_the_last_cvl(
     start_service: ServiceFactory, client: MessageBus
 ) -> None:
