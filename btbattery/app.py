@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import re
 import signal
@@ -300,7 +299,6 @@ class Service:
             service = await _unless_stopped(self._start_publishing(bus, cells, links), fatal)
             if service is not None:
                 sink.attach(service)
-                freeze_startup_heap()
                 lost = asyncio.ensure_future(service.wait_lost())
                 lost.add_done_callback(
                     lambda f: _resolve(fatal, EXIT_FATAL, "the publishing D-Bus connection")
@@ -444,17 +442,6 @@ class BankSink:
                 log.error("publishing the bank on D-Bus failed: %r", error, exc_info=error)
                 if self._on_failure is not None:
                     self._on_failure(error)
-
-
-def freeze_startup_heap() -> None:
-    """Take what start-up built (bleak, dbus-fast, Rx, the state machines: most of the heap, and alive for
-    the whole run) out of the cyclic garbage collector's sight. Its collections otherwise walk all of it
-    again and again for the little garbage a poll leaves: measured with perf on the 4-pack bench, the
-    collector was about half of the service's CPU. What is garbage now goes first; cycles made later are
-    still collected. The heap is not frozen again later, so a reconnect's objects stay collectable."""
-    gc.collect()
-    gc.freeze()
-    log.debug("start-up heap frozen: %d objects out of the collector's way", gc.get_freeze_count())
 
 
 async def last_word_after_stall(sink: BankSink, links: Any) -> None:
