@@ -109,7 +109,18 @@ class VenusClient:
                 self._changed.clear()
                 await self._changed.wait()
 
-        await asyncio.wait_for(watch(), timeout)
+        try:
+            await asyncio.wait_for(watch(), timeout)
+        except TimeoutError:  # say what did arrive: a bare TimeoutError leaves a flaky run unexplained
+            raise AssertionError(
+                f"condition not met within {timeout} s; last values received: {self.history[-16:]}"
+            ) from None
+
+    def seen(self, path: str, value: Any, since: int = 0) -> bool:
+        """Whether ``path`` took ``value`` in an ItemsChanged after the first ``since`` of :attr:`history`:
+        a value that came and went between two looks at :attr:`values` (several signals read in one go by a
+        client the machine starved) still counts."""
+        return (path, value) in self.history[since:]
 
     def close(self) -> None:
         self.bus.disconnect()
