@@ -64,14 +64,15 @@ def pack_status(draw: st.DrawFn, number: int, cell_count: int) -> PackStatus:
         temperatures=tuple(draw(st.lists(temperature, max_size=3))),
     )
     fresh, active = {"fresh": (True, True), "stale": (False, True), "out": (False, False)}[kind]
-    with_cells = draw(st.integers(0, 5 if fresh else 1)) > 0
+    # A stale pack more often lost its 0x04 than a fresh one lacks it (its cells aged out).
+    with_cells = draw(st.integers(0, 5)) > 0 if fresh else draw(st.integers(0, 2)) == 0
     reading = PackReading(number, address, NOW - 1, info, CellVoltages(cells) if with_cells else None)
     # A stale pack whose 0x04 stopped answering still knows its newest cells, which may have stopped a
     # direction (a cell at a stop threshold or where the taper is 0) or not.
     last_cells = None
-    if not fresh and not with_cells and draw(st.booleans()):
+    if not fresh and not with_cells and draw(st.integers(0, 3)):
         last = list(cells)
-        last[draw(st.integers(0, cell_count - 1))] = draw(st.one_of(volts, st.floats(3.5, 3.7)))
+        last[draw(st.integers(0, cell_count - 1))] = draw(st.one_of(st.floats(3.55, 3.7), volts))
         last_cells = CellVoltages(tuple(last))
     return PackStatus(
         number, address, LinkState.POLLING if fresh else LinkState.BACKOFF, reading, fresh, active, last_cells
