@@ -41,6 +41,8 @@ SUMMARY_EVERY = 300.0  # s between INFO summary lines
 # s the stop state stays published before the name is released: DVCC reads the battery on a 1 s timer
 # (dbus-systemcalc-py delegates/dvcc.py, GLib.timeout_add(1000, ..., self._on_timer)), so two of its ticks.
 STOP_STATE_HOLD = 2.0
+# s between the loop's heartbeats (the watchdog thread reads it; fewer when a timeout is short)
+HEARTBEAT_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,13 @@ class Watchdog:
             log.error("watchdog: no pack has delivered data for %.0f s; exiting for a restart", silent)
             self._fatal.set_result(EXIT_WATCHDOG)
         if not self._stop.is_set():
-            self._loop.call_later(1.0, self._heartbeat)
+            self._loop.call_later(self._heartbeat_interval(), self._heartbeat)
+
+    def _heartbeat_interval(self) -> float:
+        """Seldom enough not to be a wake-up of its own every second (on a GX each one costs more than the
+        work in it), often enough for both timeouts: a fraction of each."""
+        options = self._options
+        return min(HEARTBEAT_INTERVAL, options.no_data_timeout / 4, options.stall_timeout / 8)
 
     def _watch_stall(self) -> None:
         import os
@@ -287,6 +295,9 @@ class Service:
                 on_error=lambda e: _resolve(fatal, EXIT_FATAL, e),
             )
         )
+        # The publish timer's grid starts now (reactivex's periodic timer keeps absolute due times): the
+        # packs are asked on the same grid, so one wake-up a second serves both.
+        links.clock.align(loop.time())
         watchdog.start()
         # The publishing bus can go before the service exists (its own watch starts with it): a start-up
         # wait on a dead bus never ends, so losing it then must end the run too.

@@ -47,6 +47,13 @@ class PollClock:
             self._timer = loop.call_at(self._origin + ticks * self.interval, self._fire)
         return waiter
 
+    def align(self, origin: float) -> None:
+        """Put the grid on ``origin`` (loop time), e.g. the publish timer's: ticks due in the same
+        millisecond are served by one wake-up of the loop, so asking the packs costs no wake-up of its own.
+        Only before the first tick; afterwards the grid stays where it is."""
+        if self._origin is None:
+            self._origin = origin
+
     def _fire(self) -> None:
         self._timer = None
         self.ticks += 1

@@ -66,6 +66,31 @@ def test_a_late_pack_waits_for_the_next_grid_point_and_a_cancelled_one_leaves_th
         loop.close()
 
 
+def test_aligned_grid_follows_the_publish_timer_not_the_first_pack() -> None:
+    loop = ManualLoop()
+    try:
+        clock = PollClock(1.0)
+        clock.align(99.25)  # the publish timer started then
+        loop.now = 100.6  # the first pack is ready to poll later
+
+        async def tick() -> asyncio.Future[None]:
+            return clock.tick()
+
+        first = loop.run_until_complete(tick())
+        run_until(loop, 101.2)
+        assert not first.done()  # not 101.6: the grid is the publish timer's
+        run_until(loop, 101.25)
+        assert first.done()
+        clock.align(50.0)  # too late: the grid stays
+        second = loop.run_until_complete(tick())
+        run_until(loop, 102.24)
+        assert not second.done()
+        run_until(loop, 102.25)
+        assert second.done()
+    finally:
+        loop.close()
+
+
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
         PollClock(0)
