@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
 
-def scheduler_seconds(scheduler: Any) -> float:
-    """Now in seconds on an Rx scheduler's clock. The live scheduler (``streams.loop_scheduler``) offers
-    ``seconds()``, the loop's own clock, without a round trip through ``datetime`` (its ``now``), which a
-    small CPU would otherwise pay a few dozen times a second; virtual-time schedulers have only ``now``."""
+def scheduler_clock(scheduler: Any) -> Callable[[], float]:
+    """Seconds on an Rx scheduler's clock, as a function. The live scheduler (``streams.loop_scheduler``)
+    offers ``seconds``, the loop's own clock, without a round trip through ``datetime`` (its ``now``), which
+    a small CPU would otherwise pay a few dozen times a second; virtual-time schedulers have only ``now``."""
     seconds = getattr(scheduler, "seconds", None)
-    return seconds() if seconds is not None else scheduler.to_seconds(scheduler.now)
+    if seconds is not None:
+        return seconds
+    return lambda: scheduler.to_seconds(scheduler.now)
+
+
+def scheduler_seconds(scheduler: Any) -> float:
+    """Now in seconds on ``scheduler``'s clock (see :func:`scheduler_clock`)."""
+    return scheduler_clock(scheduler)()
 
 
 class PollClock:

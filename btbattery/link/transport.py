@@ -88,7 +88,11 @@ class GattTransport:
         self._notify_socket: NotifySocket | None = None  # the AcquireNotify socket, once acquired
         self._write_sock: socket.socket | None = None  # the AcquireWrite socket, while we hold one
         self._write_mtu = 23
-        self.notify_acquired = False  # notifications came through an AcquireNotify socket on this link
+
+    @property
+    def notify_acquired(self) -> bool:
+        """Notifications come (or came, on this link) through an AcquireNotify socket."""
+        return self._notify_socket is not None
 
     @property
     def write_acquired(self) -> bool:
@@ -148,11 +152,6 @@ class GattTransport:
     async def _acquire_notify(self, on_data: Callable[[object, bytes], None]) -> None:
         sock, _mtu = await _acquire(self._notify, "AcquireNotify")
         self._notify_socket = NotifySocket(sock, on_data, self._notify)
-        self.notify_acquired = True
-
-    def _release_notify(self) -> None:
-        if self._notify_socket is not None:
-            self._notify_socket.close()
 
     async def _acquire_write(self) -> None:
         sock, mtu = await _acquire(self._write, "AcquireWrite")
@@ -170,10 +169,7 @@ class GattTransport:
 
     def _release_write(self) -> None:
         sock, self._write_sock = self._write_sock, None
-        if sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()
+        _unwatch_and_close(sock)
 
     async def write(self, frame: bytes) -> None:
         sock = self._write_sock
@@ -195,8 +191,8 @@ class GattTransport:
     async def close(self) -> None:
         """Give the sockets back and stop notifications (the caller bounds the time and disconnects)."""
         self._release_write()
-        if self.notify_acquired:
-            self._release_notify()
+        if self._notify_socket is not None:
+            self._notify_socket.close()
         elif self._client.is_connected:
             await self._client.stop_notify(self._notify)
 
@@ -264,10 +260,15 @@ class NotifySocket:
     def close(self) -> None:
         """Stop reading and close our end; BlueZ then releases the acquire (src/gatt-client.c sock_hup)."""
         sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(sock.fileno())
-            sock.close()
+        _unwatch_and_close(sock)
+
+
+def _unwatch_and_close(sock: socket.socket | None) -> None:
+    """Take an acquired socket off the loop and close it (BlueZ sees the close and releases the acquire)."""
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        sock.close()
 
 
 async def _acquire(characteristic: BleakGATTCharacteristic, member: str) -> tuple[socket.socket, int]:

@@ -26,6 +26,7 @@ from reactivex import operators as ops
 from reactivex.abc import SchedulerBase
 
 from btbattery.config import Config, PackSpec
+from btbattery.link.clock import scheduler_clock
 from btbattery.model import (
     BankSnapshot,
     BankState,
@@ -64,17 +65,15 @@ def loop_scheduler(loop: asyncio.AbstractEventLoop) -> SchedulerBase:
         def now(self) -> datetime.datetime:
             return self.to_datetime(loop.time())
 
-        seconds = staticmethod(loop.time)  # now, in seconds: see link.clock.scheduler_seconds
+        seconds = staticmethod(loop.time)  # now, in seconds: see link.clock.scheduler_clock
 
     return LoopClockScheduler(loop)
 
 
 def clock(scheduler: SchedulerBase) -> Callable[[], float]:
-    """Seconds on the scheduler's clock (virtual under Historical/TestScheduler, real under asyncio)."""
-    seconds = getattr(scheduler, "seconds", None)
-    if seconds is not None:
-        return seconds  # the same clock the link stamps readings with (link.clock.scheduler_seconds)
-    return lambda: scheduler.to_seconds(scheduler.now)
+    """Seconds on the scheduler's clock (virtual under Historical/TestScheduler, real under asyncio): the
+    same reckoning the link stamps readings with."""
+    return scheduler_clock(scheduler)
 
 
 def pack_feed(
