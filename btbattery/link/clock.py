@@ -77,3 +77,119 @@ class PollClock:
         for waiter in self._waiters:
             waiter.cancel()
         self._waiters = []
+
+
+class _Batch:
+    __slots__ = ("due", "entries", "timer")
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self.entries: list[tuple[Any, asyncio.Future[bool]]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class AnswerDrain:
+    """Reads the answers of every pack asked in one loop turn in one wake-up, at the bank's answer latency.
+
+    A JBD answer is 2-4 notifications spread over BLE connection events, and packs answer out of step: read
+    as they come, every pack's answer wakes the loop two or three times per request, and on a GX each
+    wake-up costs more than the answer's decoding. Instead a pack that has written its request hands its
+    AcquireNotify socket here (:meth:`take`): the socket leaves the loop, and one timer, ``delay`` after
+    the requests, reads every socket and resolves the answers that are complete. A pack whose answer is not
+    complete yet gets its socket back on the loop and finishes on its own wake-ups (today's way).
+
+    ``delay`` is learned, not configured: the first answers are read as they come and timed (:meth:`timed`);
+    the delay is then the slowest of them with a margin. A late answer (timed again) lengthens it; every
+    ``SHRINK_AFTER`` drains without one, it tries 15 % shorter. A bank whose answers need longer than
+    ``ceiling`` (a poll round of two requests must fit in the interval) is read as it comes, and timed
+    again every ``RELEARN_FROM`` answers. Packs whose notifications come over D-Bus (StartNotify) never
+    pass through here.
+    """
+
+    LEARN_FROM = 4  # answers timed on their own wake-ups before the first drain
+    RELEARN_FROM = 60  # answers timed again after they proved too slow for a drain
+    MARGIN = 1.25  # the delay is the slowest answer seen x MARGIN + PAD
+    PAD = 0.005  # s
+    FLOOR = 0.005  # s: never shorter
+    JOIN = 0.005  # s: requests written this close together share one drain
+    SHRINK_AFTER = 120  # drains without a late answer before trying a shorter one (a minute at 1 s polls)
+    SHRINK = 0.85
+
+    def __init__(self, ceiling: float) -> None:
+        if ceiling <= 0:
+            raise ValueError("the drain's ceiling must be positive")
+        self.ceiling = ceiling
+        self.delay: float | None = None  # s from a request to its drain; None while learning
+        self._slowest = 0.0  # while learning: the delay the slowest answer so far wants
+        self._timed = 0  # answers timed while learning
+        self._learn_from = self.LEARN_FROM
+        self._clean = 0  # drains in a row without a late answer
+        self._batch: _Batch | None = None
+        self._pending: set[_Batch] = set()
+        self.drains = 0  # timer firings, for tests and benchmarks
+        self.late = 0  # answers not complete at their drain
+
+    def take(self, sock: Any, answer: asyncio.Future[bool]) -> bool:
+        """``sock`` (a :class:`~btbattery.link.transport.NotifySocket`) waits off the loop for the next drain,
+        which reads it and so resolves ``answer`` when its frame is complete. False while the delay is still
+        being learned: the socket is watched, and the answer comes on its own wake-ups."""
+        if self.delay is None:
+            sock.watch()
+            return False
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.delay
+        batch = self._batch
+        if batch is None or abs(batch.due - due) > self.JOIN:
+            batch = self._batch = _Batch(due)
+            batch.timer = loop.call_at(due, self._drain, batch)
+            self._pending.add(batch)
+        sock.pause()
+        batch.entries.append((sock, answer))
+        return True
+
+    def timed(self, latency: float) -> None:
+        """An answer came on its socket's own wake-ups ``latency`` s after its request."""
+        wanted = latency * self.MARGIN + self.PAD
+        if self.delay is not None:
+            if wanted <= self.ceiling:
+                self.delay = max(self.delay, wanted)
+            else:  # answers this slow would wake the loop for the drain and then again for themselves
+                self._learn(self.RELEARN_FROM)
+            return
+        self._slowest = max(self._slowest, wanted)
+        self._timed += 1
+        if self._timed < self._learn_from:
+            return
+        if self._slowest <= self.ceiling:
+            self.delay = max(self.FLOOR, self._slowest)
+        else:
+            self._learn(self.RELEARN_FROM)
+
+    def _learn(self, answers: int) -> None:
+        self.delay, self._slowest, self._timed, self._learn_from = None, 0.0, 0, answers
+
+    def _drain(self, batch: _Batch) -> None:
+        self._pending.discard(batch)
+        if self._batch is batch:
+            self._batch = None
+        self.drains += 1
+        late = 0
+        for sock, answer in batch.entries:
+            if answer.done():  # timed out, or its request was cancelled with the link
+                continue
+            sock.drain()
+            if not answer.done():
+                sock.watch()  # the rest comes on its own wake-ups, and times itself
+                late += 1
+        self.late += late
+        self._clean = 0 if late else self._clean + 1
+        if self._clean >= self.SHRINK_AFTER and self.delay is not None:
+            self._clean = 0
+            self.delay = max(self.FLOOR, self.delay * self.SHRINK)
+
+    def close(self) -> None:
+        for batch in self._pending:
+            if batch.timer is not None:
+                batch.timer.cancel()
+        self._pending.clear()
+        self._batch = None

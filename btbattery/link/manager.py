@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import reactivex
 
 from btbattery.link.bluez import BluezHousekeeper
-from btbattery.link.clock import PollClock
+from btbattery.link.clock import AnswerDrain, PollClock
 from btbattery.link.machine import Backoff, LinkTimeouts
-from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink, PackLocks
+from btbattery.link.pack_link import AdapterPort, LinkConfig, PackLink, PackLocks, answer_drain_ceiling
 from btbattery.link.transport import close_socket_bus
 from btbattery.model import LinkEvent, LinkStats, PackReading
 
@@ -72,6 +72,7 @@ class LinkManager:
         self.port = self._port(adapter)  # the default adapter's
         chosen = pack_adapters or {}
         self.clock = PollClock(poll_interval)  # one timer polls every pack in the same loop turn
+        self.drain = AnswerDrain(answer_drain_ceiling(self.config))  # and one reads their answers
         self.links: list[PackLink] = [
             PackLink(
                 n,
@@ -81,6 +82,7 @@ class LinkManager:
                 self.config,
                 locks.get(n),
                 self.clock,
+                self.drain,
             )
             for n, address in self.packs
         ]
@@ -124,6 +126,7 @@ class LinkManager:
         await self.bluez.close()
         close_socket_bus()
         self.clock.close()
+        self.drain.close()
         if pending:
             log.warning("%d of %d links did not close within %.1f s", len(pending), len(closing), timeout)
         return not pending

@@ -34,7 +34,7 @@ from reactivex.subject import Subject
 
 from btbattery.link.answers import AnswerWindow
 from btbattery.link.bluez import Adapter, BluezError, BluezHousekeeper, describe_adapters, resolve_adapter
-from btbattery.link.clock import PollClock, scheduler_seconds
+from btbattery.link.clock import AnswerDrain, PollClock, scheduler_seconds
 from btbattery.link.machine import (
     AUTHENTICATING,
     BACKOFF,
@@ -274,6 +274,7 @@ class PackLink:
         config: LinkConfig | None = None,
         locks: PackLocks | None = None,
         clock: PollClock | None = None,
+        drain: AnswerDrain | None = None,
     ) -> None:
         self.pack = pack
         self.address = address.upper()
@@ -281,6 +282,7 @@ class PackLink:
         self.scheduler = scheduler
         self.config = config or LinkConfig()
         self.clock = clock or PollClock(self.config.poll_interval)  # the bank's, shared by its packs
+        self.drain = drain or AnswerDrain(answer_drain_ceiling(self.config))  # likewise
         self.states: Subject[LinkEvent] = Subject()
         self.readings: Subject[PackReading] = Subject()
         self.decoder = PollDecoder(pack, self.address, on_drop=self._on_drop, on_handshake=self._on_handshake)
@@ -590,6 +592,7 @@ class PackLink:
     async def _handshake(self, request: bytes) -> jbd.AuthFrame:
         """Write one FF AA frame and wait (unbounded here) for the module's answer to that command."""
         self._drain_auth_answers()
+        self._watch_answers()
         await self._write(request)
         while True:
             answer = await self._auth_answers.get()
@@ -647,6 +650,10 @@ class PackLink:
         answer = self._answer = loop.create_future()
         try:
             await self._write(request)  # the answer may come before a WriteValue's reply does
+            sent = loop.time()
+            sock = transport.notify_socket
+            if sock is not None and not answer.done():
+                self.drain.take(sock, answer)  # read with the other packs' answers, in one wake-up
             timer = loop.call_later(self.config.timeouts.request, _no_answer, answer)
             try:
                 answered = await answer
@@ -654,6 +661,8 @@ class PackLink:
                 timer.cancel()
         finally:
             self._answer = None
+        if answered and sock is not None and sock.watched:  # it came on its own wake-ups: time it
+            self.drain.timed(loop.time() - sent)
         if not answered:
             self._timeouts_in_row += 1
             self._flush()
@@ -712,6 +721,7 @@ class PackLink:
             return  # the handshake was accepted; the silence is something else
         # A locked module relays no DD A5 but answers the app key the official app always sends.
         self._drain_auth_answers()
+        self._watch_answers()
         await self._write(jbd.app_key_request())
         try:
             async with asyncio.timeout(self.config.timeouts.request):
@@ -742,6 +752,13 @@ class PackLink:
             with contextlib.suppress(Exception):
                 await client.unpair()  # RemoveDevice: the bond and the device object go
         return _LinkDown("a bond the unit does not accept was removed; pairing again with PASSKEY")
+
+    def _watch_answers(self) -> None:
+        """Notifications delivered as they come (the handshake and the lock probe wait for them without
+        the bank's drain)."""
+        sock = self._transport.notify_socket if self._transport is not None else None
+        if sock is not None:
+            sock.watch()
 
     def _drain_auth_answers(self) -> None:
         while not self._auth_answers.empty():
@@ -855,6 +872,12 @@ class PackLink:
     def _log(self, level: int, message: str, *args: object) -> None:
         if log.isEnabledFor(level):
             log.log(level, "pack %d %s [%s] " + message, self.pack, self.address, self.state, *args)
+
+
+def answer_drain_ceiling(config: LinkConfig) -> float:
+    """The longest the bank's answer drain may wait: a poll round's two requests fit in a quarter of the
+    interval each, and a drain never outlasts half a request's timeout."""
+    return min(config.poll_interval / 4, config.timeouts.request / 2)
 
 
 def _no_answer(answer: asyncio.Future[bool]) -> None:

@@ -95,6 +95,12 @@ class GattTransport:
         return self._notify_socket is not None
 
     @property
+    def notify_socket(self) -> NotifySocket | None:
+        """The AcquireNotify socket while it is open (the bank's answer drain reads it)."""
+        sock = self._notify_socket
+        return sock if sock is not None and sock.open else None
+
+    @property
     def write_acquired(self) -> bool:
         return self._write_sock is not None
 
@@ -217,12 +223,15 @@ class NotifySocket:
     """Our end of an AcquireNotify socket: one datagram per ATT notification, each handed to
     ``deliver(sender, data)`` as bleak hands notifications over (``sender``: the characteristic).
 
-    When the socket wakes the loop, every datagram waiting is read before it sleeps again. BlueZ closing
-    its end (the link went, or it gave up on the unit) reads as an empty datagram: the socket is closed,
-    and the link's silence handling takes over as with a unit that stops answering. ``wakeups`` and
-    ``datagrams`` count what it did (the benchmark and the tests read them)."""
+    While it is *watched* (on the loop), every datagram waiting when it wakes the loop is read before the
+    loop sleeps again. :meth:`pause` takes it off the loop: datagrams wait in the socket until :meth:`drain`
+    reads them, so the answers of a whole bank can be read in one wake-up (:class:`~btbattery.link.clock.
+    AnswerDrain`); :meth:`watch` puts it back. BlueZ closing its end (the link went, or it gave up on the
+    unit) reads as an empty datagram: the socket is closed, and the link's silence handling takes over as
+    with a unit that stops answering. ``wakeups`` and ``datagrams`` count what it did (the benchmark and
+    the tests read them)."""
 
-    __slots__ = ("_deliver", "_sender", "_sock", "datagrams", "wakeups")
+    __slots__ = ("_deliver", "_sender", "_sock", "datagrams", "wakeups", "watched")
 
     def __init__(
         self, sock: socket.socket, deliver: Callable[[Any, bytes], None], sender: object = None
@@ -232,17 +241,34 @@ class NotifySocket:
         self._sender = sender
         self.wakeups = 0
         self.datagrams = 0
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self.watched = False
+        self.watch()
 
     @property
     def open(self) -> bool:
         return self._sock is not None
 
+    def watch(self) -> None:
+        """Deliver datagrams as they come (the loop wakes for them)."""
+        if not self.watched and self._sock is not None:
+            asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
+            self.watched = True
+
+    def pause(self) -> None:
+        """Let datagrams wait in the socket until :meth:`drain` (or :meth:`watch`)."""
+        if self.watched and self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        self.watched = False
+
     def _readable(self) -> None:
+        self.wakeups += 1
+        self.drain()
+
+    def drain(self) -> None:
+        """Deliver every datagram waiting now."""
         sock = self._sock
         if sock is None:
             return
-        self.wakeups += 1
         recv, deliver, sender = sock.recv, self._deliver, self._sender
         while True:
             try:
@@ -260,7 +286,11 @@ class NotifySocket:
     def close(self) -> None:
         """Stop reading and close our end; BlueZ then releases the acquire (src/gatt-client.c sock_hup)."""
         sock, self._sock = self._sock, None
-        _unwatch_and_close(sock)
+        if sock is not None and not self.watched:
+            sock.close()
+        else:
+            _unwatch_and_close(sock)
+        self.watched = False
 
 
 def _unwatch_and_close(sock: socket.socket | None) -> None:

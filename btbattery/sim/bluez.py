@@ -46,7 +46,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dbus_fast import Message, MessageType, Variant
@@ -142,9 +142,36 @@ class Timing:
     resolve_delay: float = 0.05  # s from Connected to ServicesResolved
     connect_fail_delay: float = 2.0  # s before a Connect to an absent pack fails
     response_delay: float = 0.03  # s the BMS thinks before answering
+    # Up to this much more, drawn per answer: real units answer out of step with each other. The FF AA
+    # captures (shared/reference/jbd-auth.md, "Timing") show replies 18-60 ms after the write, i.e.
+    # response_delay=0.018 with response_jitter=0.042 (FIELD_TIMING).
+    response_jitter: float = 0.0
     chunk_interval: float = 0.0075  # s between notifications (one BLE connection interval)
     physics_interval: float = 0.5  # s between physics steps
     device_expiry: float = 30.0  # s an unconnected, unheard device stays in the object tree
+
+
+# Answers timed as a real bank's: 18-60 ms to the first notification (see response_jitter), then one
+# notification per BLE connection event at Linux's default LE connection interval, 30-50 ms
+# (net/bluetooth/hci_core.c: le_conn_min_interval 0x0018, le_conn_max_interval 0x0028, in 1.25 ms units).
+# `python -m btbattery.sim.bluez --timing field`; the CPU benchmark runs on it.
+FIELD_TIMING = {"response_delay": 0.018, "response_jitter": 0.042, "chunk_interval": 0.04}
+
+
+def parse_timing(text: str) -> dict[str, float]:
+    """``field`` or ``NAME=SECONDS,...`` (Timing's fields) for ``--timing``."""
+    if text == "field":
+        return dict(FIELD_TIMING)
+    names = {f.name for f in fields(Timing)}
+    values: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in names:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected field or NAME=SECONDS with NAME one of {', '.join(sorted(names))}"
+            )
+        values[name.strip()] = float(value)
+    return values
 
 
 @dataclass
@@ -1273,6 +1300,8 @@ class FakeBluez:
             if not chunks:
                 continue
             delay = self.timing.response_delay
+            if self.timing.response_jitter:
+                delay += self._rng.uniform(0.0, self.timing.response_jitter)
             late = pack.fault("delay", now)
             if late is not None:
                 delay += late.delay
@@ -1509,6 +1538,7 @@ async def _serve(args: argparse.Namespace) -> int:
         placement=args.placement,
         connected_at_start=args.connected_at_start,
         refuse_acquire=args.refuse_acquire,
+        timing=Timing(**args.timing),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1583,6 +1613,12 @@ def main(argv: list[str] | None = None) -> int:
         type=_numbers,
         default=(),
         help="packs whose AcquireNotify/AcquireWrite fail NotSupported, as 1,2,...",
+    )
+    parser.add_argument(
+        "--timing",
+        type=parse_timing,
+        default={},
+        help="radio timing: 'field' (answers out of step, as real packs'), or NAME=SECONDS,... of Timing",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

@@ -19,7 +19,8 @@ replies, signals) as it counts them.
 
 ``--compare A B`` runs configurations alternately for ``--rounds`` rounds (the machine's load falls on both
 alike) and prints each figure side by side with the ratio B/A. A configuration is config-file lines as
-``KEY=VALUE,KEY=VALUE`` ("" is the defaults); ``python=PATH`` among them runs the service under that
+``KEY=VALUE,KEY=VALUE`` ("" is the defaults); ``timing=quick`` among them runs the fake radio on that
+timing (see TIMING), ``python=PATH`` runs the service under that
 interpreter, ``root=PATH`` runs the btbattery of another checkout (``git worktree add /tmp/before main``: the
 code before a change, against the same fake BlueZ). ``--python`` is the same with one interpreter per
 configuration (compiled dbus-fast against the pure-Python build Venus OS ships, with ``.venv-pure`` from
@@ -50,6 +51,10 @@ from btbattery.sim.bluez import call_control  # noqa: E402
 from btbattery.sim.stack import SimulatedStack  # noqa: E402
 
 SERVICE = "com.victronenergy.battery.virtual_parallel"
+# The fake radio's timing (python -m btbattery.sim.bluez --timing): "field" answers each pack out of step,
+# 18-60 ms after the request, one notification per 40 ms connection event, as real packs do; "quick" is the
+# fake's own (every pack 30 ms, 7.5 ms apart: answers share wake-ups, which flatters the figures).
+TIMING = "field"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,6 +93,7 @@ class Config:
     python: str = sys.executable
     root: Path = ROOT  # the checkout whose btbattery the service runs
     lines: dict[str, str] = field(default_factory=dict)
+    timing: str | None = None  # the fake radio's --timing; None: --timing of the command line
 
     @classmethod
     def parse(cls, spec: str) -> Config:
@@ -100,6 +106,8 @@ class Config:
                 config.python = value.strip()
             elif key.strip() == "root":
                 config.root = Path(value.strip()).resolve()
+            elif key.strip() == "timing":
+                config.timing = value.strip()
             else:
                 config.lines[key.strip()] = value.strip()
         return config
@@ -168,6 +176,7 @@ async def bench(packs: int, seconds: float, config: Config | None = None) -> dic
             service_log=log_file,
             start_service=False,
             service_args=["--config", str(ini)],
+            bluez_args=["--timing", timing] if (timing := config.timing or TIMING) != "quick" else [],
         )
         stack.python, stack.root = config.python, config.root
         async with stack:
@@ -266,6 +275,7 @@ async def compare(packs_list: list[int], seconds: float, configs: list[Config], 
 
 
 def main() -> None:
+    global TIMING
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packs", type=int, nargs="+", default=[4], help="pack counts, e.g. 1 4 8 16")
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -273,9 +283,13 @@ def main() -> None:
     parser.add_argument("--python", nargs="+", metavar="PYTHON", help="run the service under each of these")
     parser.add_argument("--rounds", type=int, default=1, help="rounds over the configurations")
     parser.add_argument(
+        "--timing", default=TIMING, help="the fake radio: field (default), quick, or NAME=SECONDS,..."
+    )
+    parser.add_argument(
         "--recorder-minutes", nargs="+", type=float, metavar="M", help="compare RECORDER_MINUTES (0 = off)"
     )
     args = parser.parse_args()
+    TIMING = args.timing
     if args.python:
         configs = [Config(f"dbus-fast {dbus_fast_of(p)}", python=p) for p in args.python]
         asyncio.run(compare(args.packs, args.seconds, configs, args.rounds))

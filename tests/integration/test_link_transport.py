@@ -4,10 +4,11 @@ as BlueZ 5.72 does)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
-from linkharness import LinkRig
+from linkharness import FAST_RADIO, LinkRig
 
 from btbattery.link.manager import LinkManager
 from btbattery.link.transport import GattTransport
@@ -171,3 +172,31 @@ async def test_fake_refuses_mixing_acquire_and_dbus_like_bluez(
             bus.disconnect()
         assert reply is not None and reply.message_type == MessageType.ERROR
         assert reply.error_name == error
+
+
+async def test_a_bank_on_sockets_reads_its_answers_together_once_the_delay_is_learned() -> None:
+    # Packs answering out of step, as real ones do (the fake's response_jitter): each answer would wake the
+    # loop on its own; the bank's drain reads them all on one timer instead.
+    timing = dataclasses.replace(FAST_RADIO, response_jitter=0.01)
+    async with LinkRig(packs=3, timing=timing) as rig:
+        await rig.rec.all_polling(rig.packs)
+        manager = rig.manager
+        assert manager is not None
+        drain = manager.drain
+        await rig.rec.wait(lambda: drain.drains >= 4, 15.0, "the first drains")
+        sockets = [t.notify_socket for t in transports(manager).values() if t is not None]
+        assert len(sockets) == 3 and all(sock is not None for sock in sockets)
+        wakeups = sum(sock.wakeups for sock in sockets if sock is not None)
+        datagrams = sum(sock.datagrams for sock in sockets if sock is not None)
+        drains, since = drain.drains, {pack: len(rig.rec.readings[pack]) for pack in rig.packs}
+        await rig.rec.wait(lambda: drain.drains >= drains + 20, 20.0, "twenty more drains")
+        for pack in rig.packs:
+            await rig.rec.readings_after(pack, 3, since=since[pack], timeout=8.0)
+            check_readings(rig, pack)
+        more_wakeups = sum(sock.wakeups for sock in sockets if sock is not None) - wakeups
+        more_datagrams = sum(sock.datagrams for sock in sockets if sock is not None) - datagrams
+        assert drain.delay is not None and drain.delay <= drain.ceiling
+        # Three packs' answers, 2-3 notifications each, read per drain; a late one now and then reads the
+        # rest of its answer on its own wake-ups.
+        assert more_datagrams >= 40
+        assert more_wakeups <= more_datagrams // 4, (more_wakeups, more_datagrams, drain.late)
