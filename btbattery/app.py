@@ -43,6 +43,10 @@ SUMMARY_EVERY = 300.0  # s between INFO summary lines
 STOP_STATE_HOLD = 2.0
 # s between the loop's heartbeats (the watchdog thread reads it; fewer when a timeout is short)
 HEARTBEAT_INTERVAL = 5.0
+# s the poll clock's tick comes before the publish tick on the same grid. reactivex keeps its due times in
+# whole microseconds, so its tick is within 1 us of the grid; a poll tick 10 us earlier runs first when the
+# loop wakes for both (asyncio runs every timer due by the time it woke, in order).
+TICK_LEAD = 10e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,11 @@ class Service:
             on_state=recorder.on_state if recorder.recorder.enabled else None,
         )
         restore, save = charge_mode_io(self.options.state_file or DEFAULT_STATE_FILE)
+        # One grid for asking the packs and publishing (reactivex's periodic timer keeps absolute due times),
+        # so one wake-up a second serves both. The poll clock's tick comes a hair before the publish tick,
+        # both due in the same wake-up: the answers read at the tick are in what that tick publishes.
+        grid = loop.time()
+        links.clock.align(grid - TICK_LEAD)
         bank = build_pipeline(
             packs,
             [link.readings for link in links.links],
@@ -288,6 +297,7 @@ class Service:
             scheduler,
             restore,  # type: ignore[arg-type]
             save,
+            first_tick=grid,
         )
         disposables.append(
             bank.subscribe(
@@ -295,9 +305,6 @@ class Service:
                 on_error=lambda e: _resolve(fatal, EXIT_FATAL, e),
             )
         )
-        # The publish timer's grid starts now (reactivex's periodic timer keeps absolute due times): the
-        # packs are asked on the same grid, so one wake-up a second serves both.
-        links.clock.align(loop.time())
         watchdog.start()
         # The publishing bus can go before the service exists (its own watch starts with it): a start-up
         # wait on a dead bus never ends, so losing it then must end the run too.

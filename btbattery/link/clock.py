@@ -1,9 +1,12 @@
-"""One poll clock for the whole bank: every pack's next poll waits for the same timer.
+"""When the bank wakes up: one poll clock for every pack, and one read of every pack's answers.
 
-Each pack sleeping on its own timer costs one event-loop wake-up per pack per interval (on a GX, a
-wake-up costs more than the poll it starts). Here the packs that are polling all wait for one shared tick
-on a fixed grid, so the loop wakes once per interval and asks every pack in the same turn; connects stay
-one at a time (the adapter's lock), so a pack joins the grid whenever its link comes up.
+Each pack sleeping on its own timer costs one event-loop wake-up per pack per interval, and each answer
+read as it comes costs two or three more (on a GX, a wake-up costs more than the poll it serves). Here the
+packs that are polling all wait for one shared tick on a fixed grid, so the loop wakes once per interval and
+asks every pack in the same turn; connects stay one at a time (the adapter's lock), so a pack joins the grid
+whenever its link comes up. The answers wait in their AcquireNotify sockets: the first request's are read
+together by the :class:`AnswerDrain`, the last request's by the next tick just before it lets the packs go
+(and, in the service, just before that tick publishes). A bank of any size wakes about twice per interval.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ def scheduler_seconds(scheduler: Any) -> float:
 
 
 class PollClock:
-    """``await clock.tick()`` returns at the next multiple of ``interval`` (from the first call)."""
+    """``await clock.tick()`` returns at the next multiple of ``interval`` (from the first call).
+
+    A tick first reads the answers handed over with :meth:`read_at_tick` (a poll's last request, whose
+    answer then costs no wake-up of its own: it waits in its socket until the loop wakes for the tick
+    anyway), then lets the waiting packs go."""
 
     def __init__(self, interval: float) -> None:
         if interval <= 0:
@@ -39,21 +46,47 @@ class PollClock:
         self._origin: float | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # loop time of the armed tick
+        self._at_tick: list[tuple[Any, asyncio.Future[bool]]] = []
         self.ticks = 0  # timer firings, for tests and benchmarks
+        self.late = 0  # answers read at a tick that were not complete yet
 
-    def tick(self) -> asyncio.Future[None]:
+    def tick(self, after: int | None = None) -> asyncio.Future[None]:
         """A future of this caller's own (cancelling it leaves the other packs waiting) for the next tick.
-        A pack late for a tick waits for the next one rather than bunching requests."""
+        A pack late for a tick waits for the next one rather than bunching requests; one that passes
+        ``after`` (:attr:`ticks` when its poll began) goes on at once if a tick came since (its last
+        answer was read at that tick)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
+        if after is not None and self.ticks > after:
+            waiter.set_result(None)
+            return waiter
         self._waiters.append(waiter)
+        self._arm(loop)
+        return waiter
+
+    def next_tick(self) -> float:
+        """Loop time of the next tick (arming the timer if needed)."""
+        return self._arm(asyncio.get_running_loop())
+
+    def read_at_tick(self, sock: Any, answer: asyncio.Future[bool]) -> float:
+        """``sock`` (a :class:`~btbattery.link.transport.NotifySocket`) waits off the loop until the next
+        tick, which reads it before anything else; returns when that is (loop time). An answer not complete
+        by then gets its socket back on the loop and finishes on its own."""
+        due = self._arm(asyncio.get_running_loop())
+        sock.pause()
+        self._at_tick.append((sock, answer))
+        return due
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> float:
         if self._timer is None:
             now = loop.time()
             if self._origin is None:
                 self._origin = now
             ticks = math.floor((now - self._origin) / self.interval) + 1
-            self._timer = loop.call_at(self._origin + ticks * self.interval, self._fire)
-        return waiter
+            self._due = self._origin + ticks * self.interval
+            self._timer = loop.call_at(self._due, self._fire)
+        return self._due
 
     def align(self, origin: float) -> None:
         """Put the grid on ``origin`` (loop time), e.g. the publish timer's: ticks due in the same
@@ -65,6 +98,8 @@ class PollClock:
     def _fire(self) -> None:
         self._timer = None
         self.ticks += 1
+        entries, self._at_tick = self._at_tick, []
+        self.late += read_answers(entries)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -77,6 +112,21 @@ class PollClock:
         for waiter in self._waiters:
             waiter.cancel()
         self._waiters = []
+        self._at_tick = []
+
+
+def read_answers(entries: list[tuple[Any, asyncio.Future[bool]]]) -> int:
+    """Read every paused socket of ``entries`` (socket, answer); an answer still not complete gets its
+    socket back on the loop, to finish on its own wake-ups. Returns how many were not complete."""
+    late = 0
+    for sock, answer in entries:
+        if answer.done():  # timed out, or its request was cancelled with the link
+            continue
+        sock.drain()
+        if not answer.done():
+            sock.watch()
+            late += 1
+    return late
 
 
 class _Batch:
@@ -173,14 +223,7 @@ class AnswerDrain:
         if self._batch is batch:
             self._batch = None
         self.drains += 1
-        late = 0
-        for sock, answer in batch.entries:
-            if answer.done():  # timed out, or its request was cancelled with the link
-                continue
-            sock.drain()
-            if not answer.done():
-                sock.watch()  # the rest comes on its own wake-ups, and times itself
-                late += 1
+        late = read_answers(batch.entries)
         self.late += late
         self._clean = 0 if late else self._clean + 1
         if self._clean >= self.SHRINK_AFTER and self.delay is not None:

@@ -51,7 +51,7 @@ from btbattery.link.machine import (
     LinkTimeouts,
     build_machine,
 )
-from btbattery.link.transport import GattTransport, Methods, TransportError
+from btbattery.link.transport import GattTransport, Methods, NotifySocket, TransportError
 from btbattery.link.transport import not_paired as _not_paired
 from btbattery.model import LinkEvent, LinkState, LinkStats, PackReading, Secret
 from btbattery.protocol import jbd
@@ -104,6 +104,12 @@ SLOTS_HINT = "; the adapter holds no more connections: put some packs on another
 _ABSENCE = re.compile(
     r"timed out|timeout|link lost|not found|not powered|unreachable|connection-limit", re.IGNORECASE
 )
+
+
+# A poll's last answer waits in its socket for the next tick when that is at most this far off: at 1 s
+# polls it costs no wake-up of its own and is published at that tick, as fresh as if read at once; at longer
+# intervals it is read by the drain instead (a cell voltage must not wait several seconds for the tick).
+READ_AT_TICK_WITHIN = 1.0  # s
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,13 +617,13 @@ class PackLink:
         """Poll on every tick of the bank's clock until the link dies (raises :class:`_LinkDown`)."""
         await self._read_model()
         while True:
+            began = self.clock.ticks
             await self._poll_once()
-            await self.clock.tick()
+            await self.clock.tick(after=began)  # at once when 0x04's answer was read at the tick
 
     async def _poll_once(self) -> None:
-        for request in (BASIC_INFO_REQUEST, CELL_VOLTAGES_REQUEST):
-            if not await self._request(request):
-                return
+        if await self._request(BASIC_INFO_REQUEST):
+            await self._request(CELL_VOLTAGES_REQUEST, last=True)
 
     async def _read_model(self) -> None:
         """Register 0x05 once per connection (the decoder keeps the answer). A BMS that does not answer it
@@ -638,8 +644,9 @@ class PackLink:
                 raise await self._bond_refused("not_paired") from exc
             raise _LinkDown(str(exc)) from exc
 
-    async def _request(self, request: bytes) -> bool:
-        """Send one request and wait for a complete answer; False when it timed out."""
+    async def _request(self, request: bytes, last: bool = False) -> bool:
+        """Send one request and wait for a complete answer; False when it timed out. The ``last`` request of
+        a poll may have its answer read at the next tick (see :meth:`_read_answer`)."""
         transport = self._transport
         assert transport is not None
         self._request_time = self._now()
@@ -652,17 +659,19 @@ class PackLink:
             await self._write(request)  # the answer may come before a WriteValue's reply does
             sent = loop.time()
             sock = transport.notify_socket
-            if sock is not None and not answer.done():
-                self.drain.take(sock, answer)  # read with the other packs' answers, in one wake-up
-            timer = loop.call_later(self.config.timeouts.request, _no_answer, answer)
+            deadline = sent + self.config.timeouts.request
+            tick = sock is not None and not answer.done() and self._read_answer(sock, answer, last)
+            if tick:  # read at that tick; a late answer still has half a timeout after it to finish
+                deadline = max(deadline, tick + self.config.timeouts.request / 2)
+            timer = loop.call_at(deadline, _no_answer, answer)
             try:
                 answered = await answer
             finally:
                 timer.cancel()
         finally:
             self._answer = None
-        if answered and sock is not None and sock.watched:  # it came on its own wake-ups: time it
-            self.drain.timed(loop.time() - sent)
+        if answered and sock is not None and sock.watched and not tick:
+            self.drain.timed(loop.time() - sent)  # it came on its own wake-ups: time it
         if not answered:
             self._timeouts_in_row += 1
             self._flush()
@@ -683,6 +692,17 @@ class PackLink:
             self._answered = True
             self._learned_with_response = transport.with_response
         return True
+
+    def _read_answer(self, sock: NotifySocket, answer: asyncio.Future[bool], last: bool) -> float:
+        """Hand the socket over to be read together with the other packs' answers: at the next tick (the
+        last request of a poll, when the tick is near: no wake-up of its own), else by the bank's drain.
+        Returns the tick's loop time when it is read then, else 0."""
+        if last and self.drain.delay is not None:  # answers are no longer being timed
+            due = self.clock.next_tick()
+            if due - asyncio.get_running_loop().time() <= READ_AT_TICK_WITHIN:
+                return self.clock.read_at_tick(sock, answer)
+        self.drain.take(sock, answer)
+        return 0.0
 
     def _silent_under_acquire(self, transport: GattTransport) -> None:
         """Some units stop notifying under AcquireNotify (or BlueZ closes the socket) while the link stays

@@ -282,13 +282,15 @@ def build_pipeline(
     restore_charge_state: Callable[[float], ChargeState] | None = None,
     save_charge_state: Callable[[ChargeState, float], None] | None = None,
     plausibility: Sequence[PackPlausibility] | None = None,
+    first_tick: float | None = None,
 ) -> Observable[BankState]:
     """The bank, one :class:`BankState` every ``config.publish_interval`` s on ``scheduler`` (first at once).
 
     ``packs``, ``readings`` and ``link_states`` are aligned: entry i is pack ``packs[i].number``.
     ``restore_charge_state(now)`` gives the charge mode to start in; ``save_charge_state`` see
     :class:`BankCycle`. Each pack's readings are judged by its :class:`PackPlausibility` (given, to read
-    its counters, or one per subscription).
+    its counters, or one per subscription). ``first_tick``: when the first tick is due, in seconds on the
+    scheduler's clock (the grid the service's poll clock shares); None: at once, on subscribing.
     """
     if not (len(packs) == len(readings) == len(link_states)):
         raise ValueError("packs, readings and link_states must have one entry per pack")
@@ -307,7 +309,8 @@ def build_pipeline(
             for spec, r, s, judge in zip(packs, readings, link_states, judges, strict=True)
         ]
         latest = reactivex.combine_latest(*feeds)
-        ticks = reactivex.timer(0.0, config.publish_interval, scheduler=scheduler)
+        first = 0.0 if first_tick is None else scheduler.to_datetime(first_tick)
+        ticks = reactivex.timer(first, config.publish_interval, scheduler=scheduler)
 
         def tick(pair: tuple[int, tuple[PackFeed, ...]]) -> BankState:
             _, feeds_now = pair
