@@ -146,7 +146,8 @@ class AnswerDrain:
     wake-up costs more than the answer's decoding. Instead a pack that has written its request hands its
     AcquireNotify socket here (:meth:`take`): the socket leaves the loop, and one timer, ``delay`` after
     the requests, reads every socket and resolves the answers that are complete. A pack whose answer is not
-    complete yet gets its socket back on the loop and finishes on its own wake-ups (today's way).
+    complete yet gets its socket back on the loop and finishes on its own wake-ups. (A poll's last request
+    is read by the next tick instead: :meth:`PollClock.read_at_tick`.)
 
     ``delay`` is learned, not configured: the first answers are read as they come and timed (:meth:`timed`);
     the delay is then the slowest of them with a margin. A late answer (timed again) lengthens it; every
@@ -162,7 +163,7 @@ class AnswerDrain:
     PAD = 0.005  # s
     FLOOR = 0.005  # s: never shorter
     JOIN = 0.005  # s: requests written this close together share one drain
-    SHRINK_AFTER = 120  # drains without a late answer before trying a shorter one (a minute at 1 s polls)
+    SHRINK_AFTER = 120  # drains without a late answer before trying a shorter one (2 minutes at 1 s polls)
     SHRINK = 0.85
 
     def __init__(self, ceiling: float) -> None:
