@@ -12,9 +12,12 @@ together by the :class:`AnswerDrain`, the last request's by the next tick just b
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def scheduler_clock(scheduler: Any) -> Callable[[], float]:
@@ -117,12 +120,16 @@ class PollClock:
 
 def read_answers(entries: list[tuple[Any, asyncio.Future[bool]]]) -> int:
     """Read every paused socket of ``entries`` (socket, answer); an answer still not complete gets its
-    socket back on the loop, to finish on its own wake-ups. Returns how many were not complete."""
+    socket back on the loop, to finish on its own wake-ups. Returns how many were not complete. One pack's
+    failure (a bug downstream of its decoder) is logged and never keeps the others' answers unread."""
     late = 0
     for sock, answer in entries:
         if answer.done():  # timed out, or its request was cancelled with the link
             continue
-        sock.drain()
+        try:
+            sock.drain()
+        except Exception:
+            log.exception("reading a pack's answer failed")
         if not answer.done():
             sock.watch()
             late += 1
@@ -150,11 +157,12 @@ class AnswerDrain:
     is read by the next tick instead: :meth:`PollClock.read_at_tick`.)
 
     ``delay`` is learned, not configured: the first answers are read as they come and timed (:meth:`timed`);
-    the delay is then the slowest of them with a margin. A late answer (timed again) lengthens it; every
-    ``SHRINK_AFTER`` drains without one, it tries 15 % shorter. A bank whose answers need longer than
-    ``ceiling`` (a poll round of two requests must fit in the interval) is read as it comes, and timed
-    again every ``RELEARN_FROM`` answers. Packs whose notifications come over D-Bus (StartNotify) never
-    pass through here.
+    the delay is then the slowest of them with a margin, at most ``ceiling`` (a poll round must fit in the
+    interval). A late answer (timed again) lengthens it, up to the ceiling; every ``SHRINK_AFTER`` drains
+    without one, it tries 15 % shorter. A bank whose answers mostly take longer than the ceiling (most of
+    those timed, or ``LATE_IN_ROW`` drains in a row at the ceiling) is read as it comes, and timed again
+    after ``RELEARN_FROM`` answers. Packs whose notifications come over D-Bus (StartNotify) never pass
+    through here.
     """
 
     LEARN_FROM = 4  # answers timed on their own wake-ups before the first drain
@@ -165,15 +173,16 @@ class AnswerDrain:
     JOIN = 0.005  # s: requests written this close together share one drain
     SHRINK_AFTER = 120  # drains without a late answer before trying a shorter one (2 minutes at 1 s polls)
     SHRINK = 0.85
+    LATE_IN_ROW = 10  # drains in a row with a late answer, at the ceiling, before reading as they come
 
     def __init__(self, ceiling: float) -> None:
         if ceiling <= 0:
             raise ValueError("the drain's ceiling must be positive")
         self.ceiling = ceiling
         self.delay: float | None = None  # s from a request to its drain; None while learning
-        self._slowest = 0.0  # while learning: the delay the slowest answer so far wants
-        self._timed = 0  # answers timed while learning
+        self._learning: list[float] = []  # while learning: the delay each answer timed wants
         self._learn_from = self.LEARN_FROM
+        self._late_in_row = 0  # drains in a row with a late answer, at the ceiling
         self._clean = 0  # drains in a row without a late answer
         self._batch: _Batch | None = None
         self._pending: set[_Batch] = set()
@@ -201,23 +210,20 @@ class AnswerDrain:
     def timed(self, latency: float) -> None:
         """An answer came on its socket's own wake-ups ``latency`` s after its request."""
         wanted = latency * self.MARGIN + self.PAD
-        if self.delay is not None:
-            if wanted <= self.ceiling:
-                self.delay = max(self.delay, wanted)
-            else:  # answers this slow would wake the loop for the drain and then again for themselves
-                self._learn(self.RELEARN_FROM)
+        if self.delay is not None:  # a late one: wait that long from now on, never past the ceiling
+            self.delay = min(max(self.delay, wanted), self.ceiling)
             return
-        self._slowest = max(self._slowest, wanted)
-        self._timed += 1
-        if self._timed < self._learn_from:
+        self._learning.append(wanted)
+        if len(self._learning) < self._learn_from:
             return
-        if self._slowest <= self.ceiling:
-            self.delay = max(self.FLOOR, self._slowest)
-        else:
+        ordered = sorted(self._learning)
+        if ordered[len(ordered) // 2] <= self.ceiling:  # an odd slow answer is late now and then; fine
+            self.delay = max(self.FLOOR, min(ordered[-1], self.ceiling))
+        else:  # most answers take longer than a drain may wait: a drain would only add wake-ups
             self._learn(self.RELEARN_FROM)
 
     def _learn(self, answers: int) -> None:
-        self.delay, self._slowest, self._timed, self._learn_from = None, 0.0, 0, answers
+        self.delay, self._learning, self._learn_from, self._late_in_row = None, [], answers, 0
 
     def _drain(self, batch: _Batch) -> None:
         self._pending.discard(batch)
@@ -227,9 +233,15 @@ class AnswerDrain:
         late = read_answers(batch.entries)
         self.late += late
         self._clean = 0 if late else self._clean + 1
-        if self._clean >= self.SHRINK_AFTER and self.delay is not None:
+        if self.delay is None:
+            return
+        if self._clean >= self.SHRINK_AFTER:
             self._clean = 0
             self.delay = max(self.FLOOR, self.delay * self.SHRINK)
+        # Late drain after late drain at the ceiling: the bank answers slower than a drain may wait.
+        self._late_in_row = self._late_in_row + 1 if late and self.delay >= self.ceiling else 0
+        if self._late_in_row >= self.LATE_IN_ROW:
+            self._learn(self.RELEARN_FROM)
 
     def close(self) -> None:
         for batch in self._pending:

@@ -324,6 +324,7 @@ class PackLink:
         # The request in flight's answer: True when a frame completes, False when the timer ran out first.
         self._answer: asyncio.Future[bool] | None = None
         self._request_time = 0.0
+        self._answered_at_tick = False  # the poll's last answer was read whole at a tick
         self._timeouts_in_row = 0
         self._fresh_connection = False
         self._failure_kind = ""
@@ -619,9 +620,11 @@ class PackLink:
         while True:
             began = self.clock.ticks
             await self._poll_once()
-            await self.clock.tick(after=began)  # at once when 0x04's answer was read at the tick
+            # At once when 0x04's answer was read whole at a tick: that tick was this pack's.
+            await self.clock.tick(after=began if self._answered_at_tick else None)
 
     async def _poll_once(self) -> None:
+        self._answered_at_tick = False
         if await self._request(BASIC_INFO_REQUEST):
             await self._request(CELL_VOLTAGES_REQUEST, last=True)
 
@@ -670,8 +673,11 @@ class PackLink:
                 timer.cancel()
         finally:
             self._answer = None
-        if answered and sock is not None and sock.watched and not tick:
-            self.drain.timed(loop.time() - sent)  # it came on its own wake-ups: time it
+        if answered and sock is not None:
+            if not sock.watched:  # read whole by the drain or the tick
+                self._answered_at_tick = bool(tick)
+            elif not tick:  # it came on its own wake-ups: time it
+                self.drain.timed(loop.time() - sent)
         if not answered:
             self._timeouts_in_row += 1
             self._flush()
@@ -697,9 +703,11 @@ class PackLink:
         """Hand the socket over to be read together with the other packs' answers: at the next tick (the
         last request of a poll, when the tick is near: no wake-up of its own), else by the bank's drain.
         Returns the tick's loop time when it is read then, else 0."""
-        if last and self.drain.delay is not None:  # answers are no longer being timed
+        delay = self.drain.delay
+        if last and delay is not None:  # answers are no longer being timed
             due = self.clock.next_tick()
-            if due - asyncio.get_running_loop().time() <= READ_AT_TICK_WITHIN:
+            # not when the tick is too near for the answer to be there (it would be late for certain)
+            if delay <= due - asyncio.get_running_loop().time() <= READ_AT_TICK_WITHIN:
                 return self.clock.read_at_tick(sock, answer)
         self.drain.take(sock, answer)
         return 0.0

@@ -70,6 +70,37 @@ def loop_scheduler(loop: asyncio.AbstractEventLoop) -> SchedulerBase:
     return LoopClockScheduler(loop)
 
 
+def grid_timer(first: float | None, period: float, scheduler: SchedulerBase) -> Observable[int]:
+    """Ticks 0, 1, 2, ... at ``first`` (seconds on the scheduler's clock; None: at once) and every ``period``
+    after it, on that grid for good: a tick that comes late (a blocked loop) is followed by the next grid
+    point. reactivex's own periodic timer starts a new grid from the late tick instead, which would part the
+    publish from the poll clock (link.clock.PollClock keeps its grid) and cost a wake-up of its own each
+    interval from then on."""
+
+    def subscribe(observer: Any, _scheduler: Any = None) -> Any:
+        from reactivex.disposable import MultipleAssignmentDisposable
+
+        step = datetime.timedelta(seconds=period)
+        due = scheduler.now if first is None else scheduler.to_datetime(first)
+        count = 0
+        handle = MultipleAssignmentDisposable()
+
+        def action(sched: SchedulerBase, _state: Any = None) -> None:
+            nonlocal due, count
+            due += step
+            now = sched.now
+            if due <= now:  # late by a whole period or more: skip to the grid point after now
+                due += step * (int((now - due) / step) + 1)
+            observer.on_next(count)
+            count += 1
+            handle.disposable = sched.schedule_absolute(due, action)
+
+        handle.disposable = scheduler.schedule_absolute(due, action)
+        return handle
+
+    return Observable(subscribe)
+
+
 def clock(scheduler: SchedulerBase) -> Callable[[], float]:
     """Seconds on the scheduler's clock (virtual under Historical/TestScheduler, real under asyncio): the
     same reckoning the link stamps readings with."""
@@ -309,8 +340,7 @@ def build_pipeline(
             for spec, r, s, judge in zip(packs, readings, link_states, judges, strict=True)
         ]
         latest = reactivex.combine_latest(*feeds)
-        first = 0.0 if first_tick is None else scheduler.to_datetime(first_tick)
-        ticks = reactivex.timer(first, config.publish_interval, scheduler=scheduler)
+        ticks = grid_timer(first_tick, config.publish_interval, scheduler)
 
         def tick(pair: tuple[int, tuple[PackFeed, ...]]) -> BankState:
             _, feeds_now = pair

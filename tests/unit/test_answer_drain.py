@@ -22,7 +22,8 @@ class Pack:
     """One pack's end: BlueZ's side of the socket, our NotifySocket, and the request's answer future,
     resolved when both notifications have been delivered (as the link's decoder does on a whole frame)."""
 
-    def __init__(self) -> None:
+    def __init__(self, broken: bool = False) -> None:
+        self.broken = broken  # its callback raises, as a bug downstream of the decoder would
         ours, self.bluez = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         self.got: list[bytes] = []
@@ -30,6 +31,8 @@ class Pack:
         self.sock = NotifySocket(ours, self._deliver)
 
     def _deliver(self, _sender: object, data: bytes) -> None:
+        if self.broken:
+            raise RuntimeError("a bug downstream of the decoder")
         self.got.append(data)
         if len(self.got) % len(ANSWER) == 0 and not self.answer.done():
             self.answer.set_result(True)
@@ -128,19 +131,69 @@ def test_the_delay_is_learned_from_the_slowest_of_the_first_answers() -> None:
     assert drain.delay == pytest.approx(0.050 * AnswerDrain.MARGIN + AnswerDrain.PAD)
     drain.timed(0.070)  # a late one lengthens it
     assert drain.delay == pytest.approx(0.070 * AnswerDrain.MARGIN + AnswerDrain.PAD)
+    drain.timed(0.5)  # never past the ceiling: an answer that slow is late, and reads itself
+    assert drain.delay == pytest.approx(0.1)
 
 
-def test_a_bank_slower_than_the_ceiling_is_read_as_it_comes_and_timed_again_later() -> None:
-    drain = learned(0.05, ceiling=0.1)
-    drain.timed(0.2)  # a late answer that no drain within the ceiling would have caught
+def test_an_odd_slow_answer_while_learning_caps_the_delay_at_the_ceiling() -> None:
+    drain = AnswerDrain(ceiling=0.1)
+    for latency in (0.030, 0.5, 0.020, 0.040):
+        drain.timed(latency)
+    assert drain.delay == pytest.approx(0.1)
+
+
+def test_a_bank_mostly_slower_than_the_ceiling_is_read_as_it_comes_and_timed_again_later() -> None:
+    drain = AnswerDrain(ceiling=0.1)
+    for latency in (0.2, 0.3, 0.02, 0.25):  # most answers take longer than a drain may wait
+        drain.timed(latency)
     assert drain.delay is None
     for _ in range(AnswerDrain.RELEARN_FROM - 1):
         drain.timed(0.2)
+    assert drain.delay is None
     drain.timed(0.2)
     assert drain.delay is None  # still too slow: another round of answers read as they come
     for _ in range(AnswerDrain.RELEARN_FROM):
         drain.timed(0.03)  # the slow unit came back to speed (or was replaced)
     assert drain.delay == pytest.approx(0.03 * AnswerDrain.MARGIN + AnswerDrain.PAD)
+
+
+def test_late_drain_after_late_drain_at_the_ceiling_turns_the_drain_off() -> None:
+    async def scenario() -> list[float | None]:
+        drain = learned(0.005, ceiling=0.005)  # at its ceiling already
+        pack = Pack()
+        delays = []
+        for _ in range(AnswerDrain.LATE_IN_ROW):
+            pack.answers(ANSWER[0])  # only half the answer is there when the drain reads
+            answer = pack.ask()
+            drain.take(pack.sock, answer)
+            await after_the_drain()
+            assert not answer.done() and pack.sock.watched
+            pack.answers(ANSWER[1])
+            assert await answer  # finished on its own wake-up
+            delays.append(drain.delay)
+        pack.close()
+        return delays
+
+    delays = run(scenario)
+    assert delays[:-1] == [pytest.approx(0.005)] * (AnswerDrain.LATE_IN_ROW - 1)
+    assert delays[-1] is None  # read as they come, timed again
+
+
+def test_one_packs_failure_while_read_leaves_the_others_read() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        drain = learned()
+        broken, fine = Pack(broken=True), Pack()
+        for pack in (broken, fine):
+            pack.answers(*ANSWER)
+            drain.take(pack.sock, pack.ask())
+        answered = await fine.answer
+        result = (answered, broken.answer.done(), broken.sock.watched)
+        for pack in (broken, fine):
+            pack.close()
+        return result
+
+    answered, broken_done, broken_watched = run(scenario)
+    assert answered and not broken_done and broken_watched
 
 
 def test_while_learning_the_socket_stays_on_the_loop_and_delivers_by_itself() -> None:

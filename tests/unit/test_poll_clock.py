@@ -245,3 +245,26 @@ def test_the_answers_read_at_a_tick_are_in_what_that_tick_publishes() -> None:
         pack.close()
     finally:
         loop.close()
+
+
+def test_the_publish_timer_keeps_its_grid_after_a_stall_as_the_poll_clock_does() -> None:
+    """reactivex's periodic timer starts a new grid from a tick that came late; ours (grid_timer) goes on
+    with the next grid point, as PollClock does, so publish and poll still share one wake-up after a stall."""
+    from btbattery.pipeline.streams import grid_timer, loop_scheduler
+
+    loop = ManualLoop()
+    try:
+        times: list[float] = []
+        grid_timer(100.0, 1.0, loop_scheduler(loop)).subscribe(lambda _: times.append(loop.now))
+        for now in (100.001, 101.001, 103.6, 104.001, 105.001):  # 103.6: the loop was blocked for 2.6 s
+            run_until(loop, now)
+        assert times == [100.001, 101.001, 103.6, 104.001, 105.001]
+        clock = PollClock(1.0)
+        clock.align(100.0)
+
+        async def tick() -> float:
+            return clock.next_tick()
+
+        assert loop.run_until_complete(tick()) == 106.0  # the same grid
+    finally:
+        loop.close()
