@@ -663,8 +663,10 @@ class PackLink:
             sent = loop.time()
             sock = transport.notify_socket
             deadline = sent + self.config.timeouts.request
-            tick = sock is not None and not answer.done() and self._read_answer(sock, answer, last)
-            if tick:  # read at that tick; a late answer still has half a timeout after it to finish
+            tick = 0.0  # loop time of the tick that reads the answer (0: read by the drain, or as it comes)
+            if sock is not None and not answer.done():
+                tick = self._read_answer(sock, answer, last)
+            if tick:  # a late answer still has half a timeout after that tick to finish
                 deadline = max(deadline, tick + self.config.timeouts.request / 2)
             timer = loop.call_at(deadline, _no_answer, answer)
             try:
@@ -675,7 +677,7 @@ class PackLink:
             self._answer = None
         if answered and sock is not None:
             if not sock.watched:  # read whole by the drain or the tick
-                self._answered_at_tick = bool(tick)
+                self._answered_at_tick = tick > 0
             elif not tick:  # it came on its own wake-ups: time it
                 self.drain.timed(loop.time() - sent)
         if not answered:
