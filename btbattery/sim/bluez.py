@@ -635,8 +635,9 @@ class FakeBluez:
             self._add_object(adapter.path, {ADAPTER_IFACE: self._adapter_props(adapter)})
         self._add_object(AGENT_MANAGER_PATH, {AGENT_MANAGER_IFACE: {}})
         for pack in self.packs:
-            if pack.paired:  # bluetoothd loads bonded devices from its storage: they exist unheard
-                pack.exported = True
+            # bluetoothd loads bonded devices from its storage: they exist unheard; the rest are new again
+            pack.exported = pack.paired
+            if pack.paired:
                 self._add_object(pack.path, {DEVICE_IFACE: self._device_props(pack)})
         log.info("fake BlueZ owns %s with %d packs on %s", BLUEZ, len(self.packs), ", ".join(self.adapters))
         self._changed()
@@ -652,6 +653,10 @@ class FakeBluez:
             pack = self.packs[number - 1]
             self._connected_by_another_client(pack)
             log.info("pack %d (%s) connected by a previous client", pack.number, pack.address)
+
+    def _can_connect(self, pack: _Pack) -> bool:
+        """bluetoothd is there and the pack's adapter is powered (src/device.c refuses Connect otherwise)."""
+        return self._adapter_present and pack.adapter.powered and not pack.adapter.wedged
 
     def _connected_by_another_client(self, pack: _Pack) -> None:
         """The pack is connected, by a client that is not the one under test: every client sees it
@@ -1073,8 +1078,9 @@ class FakeBluez:
         self._reply(msg)
 
     async def _held(self, pack: _Pack, duration: float) -> None:
-        """Another program on this host connects the pack (see "held" in LINK_FAULTS), then lets go."""
-        if not pack.connected and pack.connect_task is None:
+        """Another program on this host connects the pack (see "held" in LINK_FAULTS), then lets go. Not
+        while bluetoothd or the adapter is gone or off: that program's Connect fails as ours would."""
+        if not pack.connected and pack.connect_task is None and self._can_connect(pack):
             self._connected_by_another_client(pack)
             log.info("pack %d (%s) held by another client for %.1f s", pack.number, pack.address, duration)
         await asyncio.sleep(duration)

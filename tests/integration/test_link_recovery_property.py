@@ -98,3 +98,17 @@ def test_no_fault_sequence_leaves_a_pack_unrecoverable() -> None:
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+@pytest.mark.usefixtures("system_bus")
+def test_a_pack_held_while_bluetoothd_is_gone_is_found_again() -> None:
+    """The sequence this property found (shrunk): bluetoothd loses the adapter and, meanwhile, "another
+    program" would hold pack 3. The fake used to export pack 3 while bluetoothd was gone, and its
+    bluetoothd came back believing pack 3 known, so it never announced it again: the link scanned for ever.
+    Real BlueZ cannot connect anything while it is gone (the other program's Connect fails as ours does)."""
+    machine = LinkRecovery()
+    try:
+        machine.inject(kind="adapter_loss", pack=1, duration=1.0, delay=0.0)
+        machine.inject(kind="held", pack=3, duration=1.0, delay=0.0)
+    finally:
+        machine.teardown()
