@@ -285,12 +285,12 @@ class NotifySocket:
 
     def close(self) -> None:
         """Stop reading and close our end; BlueZ then releases the acquire (src/gatt-client.c sock_hup)."""
-        sock, self._sock = self._sock, None
-        if sock is not None and not self.watched:
-            sock.close()
-        else:
-            _unwatch_and_close(sock)
+        with contextlib.suppress(Exception):  # the loop may be closing already
+            self.pause()
         self.watched = False
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
 
 def _unwatch_and_close(sock: socket.socket | None) -> None:

@@ -24,6 +24,7 @@ import reactivex
 from reactivex import Observable
 from reactivex import operators as ops
 from reactivex.abc import SchedulerBase
+from reactivex.disposable import MultipleAssignmentDisposable
 
 from btbattery.config import Config, PackSpec
 from btbattery.link.clock import scheduler_clock
@@ -78,8 +79,6 @@ def grid_timer(first: float | None, period: float, scheduler: SchedulerBase) -> 
     interval from then on."""
 
     def subscribe(observer: Any, _scheduler: Any = None) -> Any:
-        from reactivex.disposable import MultipleAssignmentDisposable
-
         step = datetime.timedelta(seconds=period)
         due = scheduler.now if first is None else scheduler.to_datetime(first)
         count = 0

@@ -176,7 +176,7 @@ async def bench(packs: int, seconds: float, config: Config | None = None) -> dic
             service_log=log_file,
             start_service=False,
             service_args=["--config", str(ini)],
-            bluez_args=["--timing", timing] if (timing := config.timing or TIMING) != "quick" else [],
+            bluez_args=["--timing", config.timing or TIMING],
         )
         stack.python, stack.root = config.python, config.root
         async with stack:
